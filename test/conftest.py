@@ -1,0 +1,50 @@
+"""Test-wide set-up: DDS confined to loopback, a private ROS domain, shared data location.
+
+The environment is fixed at import time, before any test can initialise rclpy, so every node
+a test starts discovers peers on this machine only and in a domain no other run uses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_LOCALHOST_ONLY"] = "1"
+# A domain id unique to this run (valid ids on Linux: 0-101 without port clashes).
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("CVGL_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; tests that need it skip with a reason when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set CVGL_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def ros_context() -> Iterator[object]:
+    """A fresh rclpy context, shut down after the test."""
+    rclpy = pytest.importorskip("rclpy")
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    try:
+        yield context
+    finally:
+        if context.ok():
+            rclpy.shutdown(context=context)
