@@ -17,7 +17,6 @@ setup: $(STAMP)
 
 $(STAMP): setup.py requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 

@@ -1,0 +1,190 @@
+"""Frozen configurations of the matchers and depth providers (no heavy imports).
+
+``MatcherConfig`` and ``DepthConfig`` are what the node and the tools build from parameters;
+:func:`cvgl_ros.models.factory.build_matcher` and :func:`~cvgl_ros.models.factory.build_depth`
+turn them into objects implementing the core's ``Matcher`` and ``DepthProvider`` protocols.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cvgl_ros.models.classical import ClassicalMatcherConfig
+
+BackendKind = Literal["torch", "onnxruntime", "tensorrt"]
+BACKEND_KINDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
+DeviceKind = Literal["cpu", "cuda"]
+DEVICE_KINDS: tuple[str, ...] = ("cpu", "cuda")
+MatcherKind = Literal["classical", "learned"]
+MATCHER_KINDS: tuple[str, ...] = ("classical", "learned")
+DepthKind = Literal["ground_plane", "constant_range", "model"]
+DEPTH_KINDS: tuple[str, ...] = ("ground_plane", "constant_range", "model")
+DepthVariant = Literal["small", "base", "large"]
+DEPTH_VARIANTS: tuple[str, ...] = ("small", "base", "large")
+
+
+def _check_backend(backend: str, device: str, num_threads: int) -> None:
+    if backend not in BACKEND_KINDS:
+        raise ValueError(f"backend must be one of {BACKEND_KINDS}, got {backend!r}")
+    if device not in DEVICE_KINDS:
+        raise ValueError(f"device must be one of {DEVICE_KINDS}, got {device!r}")
+    if backend == "tensorrt" and device != "cuda":
+        raise ValueError("backend 'tensorrt' needs device 'cuda'")
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+
+
+def _check_size(name: str, size: tuple[int, int] | None) -> None:
+    if size is None:
+        return
+    if len(size) != 2 or any(int(s) < 14 for s in size):
+        raise ValueError(f"{name} must be (height_px, width_px) with both >= 14, got {size}")
+
+
+@dataclass(frozen=True)
+class LearnedMatcherConfig:
+    """Configuration of the learned matcher (DINOv2 + projection head + dual softmax).
+
+    Attributes:
+        checkpoint_path: matcher checkpoint (``.safetensors`` with its ``.json`` beside it, or
+            a directory holding ``matcher.safetensors`` + ``matcher.json``); it names the
+            backbone and carries the head weights and input sizes.
+        backbone_weights_path: local DINOv2 weights: a Hugging Face directory (config.json +
+            model.safetensors) or an original ``dinov2_vit{s,b,l}14_pretrain.pth``.
+        backend: ``"torch"``, ``"onnxruntime"`` or ``"tensorrt"``.
+        device: ``"cpu"`` or ``"cuda"``.
+        fp16: run in half precision (CUDA only).
+        engine_dir: directory of exported ``matcher_ground.onnx`` / ``.engine`` files for the
+            onnxruntime / tensorrt backends.
+        top_k: correspondences sampled per frame (highest probability first).
+        min_probability: drop matches whose probability is below this.
+        mutual: keep only mutual row/column maxima of the probability matrix.
+        ground_size_px: (height, width) override of the checkpoint's ground input size.
+        aerial_size_px: (height, width) override of the checkpoint's aerial input size.
+        cache_size: aerial patches whose features are kept.
+        num_threads: CPU threads for torch / ONNX Runtime.
+    """
+
+    checkpoint_path: str = ""
+    backbone_weights_path: str = ""
+    backend: BackendKind = "torch"
+    device: DeviceKind = "cpu"
+    fp16: bool = False
+    engine_dir: str = "engines"
+    top_k: int = 1024
+    min_probability: float = 0.0
+    mutual: bool = True
+    ground_size_px: tuple[int, int] | None = None
+    aerial_size_px: tuple[int, int] | None = None
+    cache_size: int = 2
+    num_threads: int = 2
+
+    def __post_init__(self) -> None:
+        _check_backend(self.backend, self.device, self.num_threads)
+        if self.fp16 and self.device != "cuda":
+            raise ValueError("fp16 needs device 'cuda'")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if not 0.0 <= self.min_probability < 1.0:
+            raise ValueError(f"min_probability must be in [0, 1), got {self.min_probability}")
+        _check_size("ground_size_px", self.ground_size_px)
+        _check_size("aerial_size_px", self.aerial_size_px)
+        if self.cache_size < 0:
+            raise ValueError(f"cache_size must be >= 0, got {self.cache_size}")
+
+
+@dataclass(frozen=True)
+class MatcherConfig:
+    """Which matcher to build, and its sub-configuration.
+
+    Attributes:
+        kind: ``"classical"`` (OpenCV SIFT/AKAZE/ORB; no weights needed) or ``"learned"``.
+        classical: used when ``kind == "classical"``.
+        learned: used when ``kind == "learned"``.
+    """
+
+    kind: MatcherKind = "classical"
+    classical: ClassicalMatcherConfig = field(default_factory=ClassicalMatcherConfig)
+    learned: LearnedMatcherConfig = field(default_factory=LearnedMatcherConfig)
+
+    def __post_init__(self) -> None:
+        if self.kind not in MATCHER_KINDS:
+            raise ValueError(f"kind must be one of {MATCHER_KINDS}, got {self.kind!r}")
+        if self.kind == "learned" and not self.learned.checkpoint_path:
+            raise ValueError("learned.checkpoint_path is required when kind is 'learned'")
+
+
+@dataclass(frozen=True)
+class DepthModelConfig:
+    """Configuration of the Depth Anything V2 depth provider.
+
+    Attributes:
+        weights_path: local weights: a Hugging Face directory (config.json +
+            model.safetensors) or an original ``depth_anything_v2_vit{s,b,l}.pth`` /
+            ``depth_anything_v2_metric_*_vit{s,b,l}.pth`` checkpoint. Empty = random weights
+            (tests and benchmarks only).
+        variant: ``"small"`` (Apache-2.0; default), ``"base"`` or ``"large"`` (CC-BY-NC-4.0).
+        metric: True for the metric fine-tunes (output in metres), False for relative
+            (affine-invariant inverse depth; the pose scale absorbs the unknown scale).
+        max_depth_m: the metric head's range (20 indoor, 80 outdoor).
+        input_size_px: (height, width) fed to the network; rounded to multiples of 14.
+        backend: ``"torch"``, ``"onnxruntime"`` or ``"tensorrt"``.
+        device: ``"cpu"`` or ``"cuda"``.
+        fp16: half precision (CUDA only).
+        engine_path: the exported ``.onnx`` / ``.engine`` for the onnxruntime / tensorrt
+            backends.
+        num_threads: CPU threads for torch / ONNX Runtime.
+    """
+
+    weights_path: str = ""
+    variant: DepthVariant = "small"
+    metric: bool = False
+    max_depth_m: float = 80.0
+    input_size_px: tuple[int, int] = (266, 266)
+    backend: BackendKind = "torch"
+    device: DeviceKind = "cpu"
+    fp16: bool = False
+    engine_path: str = ""
+    num_threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.variant not in DEPTH_VARIANTS:
+            raise ValueError(f"variant must be one of {DEPTH_VARIANTS}, got {self.variant!r}")
+        if not (math.isfinite(self.max_depth_m) and self.max_depth_m > 0.0):
+            raise ValueError(f"max_depth_m must be > 0, got {self.max_depth_m}")
+        _check_size("input_size_px", self.input_size_px)
+        _check_backend(self.backend, self.device, self.num_threads)
+        if self.fp16 and self.device != "cuda":
+            raise ValueError("fp16 needs device 'cuda'")
+        if self.backend != "torch" and not self.engine_path:
+            raise ValueError(f"engine_path is required for backend {self.backend!r}")
+
+
+@dataclass(frozen=True)
+class DepthConfig:
+    """Which depth provider to build.
+
+    Attributes:
+        kind: ``"ground_plane"`` (flat ground seen from a known camera height; ground-level
+            cameras), ``"constant_range"`` (one range for every pixel; nadir cameras at a
+            known altitude, the pose scale absorbs any error) or ``"model"`` (Depth Anything
+            V2).
+        camera_height_m: camera height above the ground plane, metres (``ground_plane``).
+        range_m: the constant range, metres (``constant_range``).
+        model: used when ``kind == "model"``.
+    """
+
+    kind: DepthKind = "ground_plane"
+    camera_height_m: float = 1.6
+    range_m: float = 100.0
+    model: DepthModelConfig = field(default_factory=DepthModelConfig)
+
+    def __post_init__(self) -> None:
+        if self.kind not in DEPTH_KINDS:
+            raise ValueError(f"kind must be one of {DEPTH_KINDS}, got {self.kind!r}")
+        if not (math.isfinite(self.camera_height_m) and self.camera_height_m > 0.0):
+            raise ValueError(f"camera_height_m must be > 0, got {self.camera_height_m}")
+        if not (math.isfinite(self.range_m) and self.range_m > 0.0):
+            raise ValueError(f"range_m must be > 0, got {self.range_m}")
