@@ -1,9 +1,18 @@
-"""Every YAML and launch file in the package parses; launch files name real things."""
+"""Every YAML and launch file in the package parses; launch files name real things; every
+parameter in every config file is one the node declares, with the right type.
+
+``ros2 launch`` cannot run here (no launch packages in the wheels), so launch files are checked
+statically: parsed with ``ast``, the ``Node(...)`` calls' package/executable must be ours and
+exist as console scripts, and every config file they or the docs name must exist.
+"""
 
 from __future__ import annotations
 
 import ast
+import math
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -13,8 +22,34 @@ YAML_FILES = sorted(ROOT.glob("config/*.yaml"))
 LAUNCH_FILES = sorted(ROOT.glob("launch/*.launch.py"))
 
 
+def _console_scripts() -> dict[str, str]:
+    """``name -> module:function`` of setup.py's console_scripts (read statically)."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    scripts: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "=" in node.value:
+            m = re.fullmatch(r"\s*([\w.-]+)\s*=\s*([\w.]+:\w+)\s*", node.value)
+            if m:
+                scripts[m.group(1)] = m.group(2)
+    return scripts
+
+
+def _node_parameters(data: dict[str, Any]) -> dict[str, Any]:
+    from cvgl_ros.ros.params import flatten
+
+    values: dict[str, Any] = {}
+    for body in data.values():
+        values.update(flatten(body["ros__parameters"]))
+    return values
+
+
 def test_there_are_config_and_launch_files() -> None:
     assert (ROOT / "config" / "default.yaml") in YAML_FILES
+    assert {p.name for p in YAML_FILES} >= {
+        "default.yaml",
+        "drone_nadir.yaml",
+        "vehicle_forward.yaml",
+    }
     assert LAUNCH_FILES
 
 
@@ -26,6 +61,74 @@ def test_yaml_parses_as_ros_parameter_file(path: Path) -> None:
         assert isinstance(body, dict) and "ros__parameters" in body, (
             f"{path}: '{node_name}' lacks ros__parameters"
         )
+        assert str(node_name).rstrip("/").endswith("cvgl_node") or node_name in ("/**", "**")
+
+
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: p.name)
+def test_every_config_parameter_is_declared_with_its_type(path: Path) -> None:
+    from cvgl_ros.ros.params import PARAMETERS, check_value
+
+    values = _node_parameters(yaml.safe_load(path.read_text()))
+    assert values
+    for name, value in values.items():
+        assert name in PARAMETERS, f"{path.name}: '{name}' is not a parameter of cvgl_node"
+        spec = PARAMETERS[name]
+        if spec.kind == "float":
+            # rcl reads '5' as an integer; the node converts, but the files should say 5.0.
+            assert isinstance(value, float), f"{path.name}: {name} should be a float: {value!r}"
+        elif spec.kind == "int":
+            assert isinstance(value, int) and not isinstance(value, bool), (
+                f"{path.name}: {name} should be an integer: {value!r}"
+            )
+        check_value(spec, value)  # raises ParameterError naming the parameter
+
+
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: p.name)
+def test_every_config_file_validates_into_the_component_configs(path: Path) -> None:
+    from cvgl_ros.ros.params import configs_from_params
+
+    values = _node_parameters(yaml.safe_load(path.read_text()))
+    values["tiles.source"] = "/data/ortho.tif"  # the presets leave the map to the user
+    configs = configs_from_params(values)
+    assert configs.tiles is not None
+    assert configs.node.map_frame == "map"
+    if path.name == "drone_nadir.yaml":
+        assert configs.matcher.kind == "classical" and configs.node.camera_mount == "nadir"
+    if path.name == "vehicle_forward.yaml":
+        assert configs.matcher.kind == "learned" and configs.node.camera_mount == "forward"
+        assert configs.depth.kind in ("ground_plane", "model")
+
+
+def test_parameter_table_is_documented_and_consistent() -> None:
+    from cvgl_ros.ros.params import PARAMETERS, check_value
+
+    for name, spec in PARAMETERS.items():
+        assert spec.description, f"{name} has no description"
+        assert re.fullmatch(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*", name), name
+        if spec.default is not None and not (
+            spec.kind == "str" and spec.default == "" and name == "tiles.source"
+        ):
+            check_value(spec, spec.default)
+        if spec.min_value is not None and spec.max_value is not None:
+            assert spec.min_value <= spec.max_value, name
+        if spec.kind == "float" and isinstance(spec.default, float) and math.isnan(spec.default):
+            assert "NaN" in spec.description, f"{name}: NaN default must be documented"
+
+
+def _launch_calls(tree: ast.AST) -> list[ast.Call]:
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and (getattr(n.func, "id", None) or getattr(n.func, "attr", None)) == "Node"
+    ]
+
+
+def _kw(call: ast.Call, name: str) -> Any:
+    for kw in call.keywords:
+        if kw.arg == name:
+            return kw.value
+    return None
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
@@ -33,3 +136,41 @@ def test_launch_file_parses_and_defines_generate(path: Path) -> None:
     tree = ast.parse(path.read_text(), filename=str(path))
     names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert "generate_launch_description" in names
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_names_an_existing_executable_and_config(path: Path) -> None:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    calls = _launch_calls(tree)
+    assert calls, f"{path.name} starts no Node"
+    scripts = _console_scripts()
+    for call in calls:
+        package, executable = _kw(call, "package"), _kw(call, "executable")
+        assert isinstance(package, ast.Constant) and package.value == "cvgl_ros"
+        assert isinstance(executable, ast.Constant) and executable.value in scripts, (
+            f"{path.name}: executable {getattr(executable, 'value', executable)!r} is not a "
+            f"console script of setup.py ({sorted(scripts)})"
+        )
+        module, _, func = scripts[executable.value].partition(":")
+        module_path = ROOT / (module.replace(".", "/") + ".py")
+        assert module_path.is_file(), f"{module} does not exist"
+        assert f"def {func}(" in module_path.read_text(), f"{module} has no {func}()"
+    # Every config/<name>.yaml the launch file mentions exists.
+    strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)]
+    yaml_names = [s for s in strings if isinstance(s, str) and s.endswith(".yaml")]
+    assert yaml_names, f"{path.name} names no parameter file"
+    for name in yaml_names:
+        assert (ROOT / "config" / Path(name).name).is_file(), f"{path.name}: {name} missing"
+    remaps = {
+        n.elts[0].value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Tuple) and len(n.elts) == 2 and isinstance(n.elts[0], ast.Constant)
+    }
+    from cvgl_ros.ros.params import PARAMETERS
+
+    topic_defaults = {
+        PARAMETERS[k].default
+        for k in ("image_topic", "camera_info_topic", "fix_topic", "imu_topic")
+    }
+    # Remaps must target the node's default topic names, or they remap nothing.
+    assert {r for r in remaps if isinstance(r, str) and "/" in r} <= topic_defaults

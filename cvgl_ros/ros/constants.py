@@ -1,0 +1,52 @@
+"""Topic names, frame ids and fixed numbers of the ROS interface, in one place.
+
+Input topic names are parameters (these are their defaults) and resolve relative to the node's
+namespace, so ``--ros-args -r`` remapping and launch-file remaps work as usual. Output topics are
+private (``~/``) except ``/diagnostics``, which is global by convention.
+"""
+
+from __future__ import annotations
+
+NODE_NAME = "cvgl_node"
+"""Default node name; parameter files key their ``ros__parameters`` under it."""
+
+# Default input topics (parameters ``image_topic`` etc.).
+DEFAULT_IMAGE_TOPIC = "camera/image_raw"
+DEFAULT_CAMERA_INFO_TOPIC = "camera/camera_info"
+DEFAULT_FIX_TOPIC = "gnss/fix"
+DEFAULT_IMU_TOPIC = "imu/data"
+COMPRESSED_SUFFIX = "/compressed"
+"""image_transport convention: the compressed stream of ``T`` is published on ``T/compressed``."""
+
+# Output topics.
+POSE_TOPIC = "~/pose"
+FIX_OUT_TOPIC = "~/fix"
+OVERLAY_TOPIC = "~/debug/overlay"
+DIAGNOSTICS_TOPIC = "/diagnostics"
+
+# Frames (REP-105).
+DEFAULT_MAP_FRAME = "map"
+
+# robot_localization reads a huge variance as "not measured"; zero would claim perfect knowledge.
+UNOBSERVED_VARIANCE = 1.0e6
+"""Variance (m^2 or rad^2) written for z, roll and pitch of ``~/pose`` and the altitude of
+``~/fix``, which this node does not measure."""
+MIN_VARIANCE = 1.0e-6
+"""Floor (m^2, rad^2) for published variances: a published variance is never zero."""
+
+DIAGNOSTIC_HARDWARE_ID = "cvgl_ros"
+
+# sensor_msgs/NavSatStatus and NavSatFix constants (duplicated so that convert.py can read
+# rosbags-deserialised messages without the ROS message packages installed).
+NAVSAT_STATUS_NO_FIX = -1
+NAVSAT_STATUS_FIX = 0
+COVARIANCE_TYPE_UNKNOWN = 0
+COVARIANCE_TYPE_APPROXIMATED = 1
+COVARIANCE_TYPE_DIAGONAL_KNOWN = 2
+COVARIANCE_TYPE_KNOWN = 3
+
+# diagnostic_msgs/DiagnosticStatus levels.
+DIAG_OK = 0
+DIAG_WARN = 1
+DIAG_ERROR = 2
+DIAG_STALE = 3

@@ -1,0 +1,610 @@
+"""ROS message <-> core conversions.
+
+Readers (message -> core) are duck-typed on field names, so they accept rclpy messages,
+messages deserialised by the ``rosbags`` package (ROS 2 and ROS 1 bags: ``K``/``D`` field
+spellings included) and plain test doubles alike; they import no ROS package. Writers
+(core -> message) fill rclpy message classes, imported lazily; the pure helpers they use
+(:func:`pose_covariance_6x6`, :func:`navsat_covariance_3x3`, :func:`quaternion_xyzw_from_yaw`)
+serve writers of other message flavours (rosbags) too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from cvgl_ros.core.types import FloatArray, GnssPrior, PoseEstimate, UInt8Array
+from cvgl_ros.ros import constants as const
+from cvgl_ros.ros.errors import CameraInfoError, FixRejectedError, ImageConversionError
+
+if TYPE_CHECKING:
+    from cvgl_ros.core.camera import PinholeCamera
+
+# encoding -> (channels, numpy dtype, OpenCV conversion to RGB or None)
+_RAW_ENCODINGS: dict[str, tuple[int, type, int | None]] = {
+    "mono8": (1, np.uint8, cv2.COLOR_GRAY2RGB),
+    "8UC1": (1, np.uint8, cv2.COLOR_GRAY2RGB),
+    "rgb8": (3, np.uint8, None),
+    "bgr8": (3, np.uint8, cv2.COLOR_BGR2RGB),
+    "8UC3": (3, np.uint8, cv2.COLOR_BGR2RGB),
+    "rgba8": (4, np.uint8, cv2.COLOR_RGBA2RGB),
+    "bgra8": (4, np.uint8, cv2.COLOR_BGRA2RGB),
+    "8UC4": (4, np.uint8, cv2.COLOR_BGRA2RGB),
+    "mono16": (1, np.uint16, cv2.COLOR_GRAY2RGB),
+    "16UC1": (1, np.uint16, cv2.COLOR_GRAY2RGB),
+    "rgb16": (3, np.uint16, None),
+    "bgr16": (3, np.uint16, cv2.COLOR_BGR2RGB),
+    # ROS names the Bayer pattern from the top-left pixel; OpenCV from the second row/column.
+    "bayer_rggb8": (1, np.uint8, cv2.COLOR_BayerBG2RGB),
+    "bayer_bggr8": (1, np.uint8, cv2.COLOR_BayerRG2RGB),
+    "bayer_gbrg8": (1, np.uint8, cv2.COLOR_BayerGR2RGB),
+    "bayer_grbg8": (1, np.uint8, cv2.COLOR_BayerGB2RGB),
+    "yuv422": (2, np.uint8, cv2.COLOR_YUV2RGB_UYVY),
+    "uyvy": (2, np.uint8, cv2.COLOR_YUV2RGB_UYVY),
+    "yuv422_yuy2": (2, np.uint8, cv2.COLOR_YUV2RGB_YUYV),
+    "yuyv": (2, np.uint8, cv2.COLOR_YUV2RGB_YUYV),
+}
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_RAW_ENCODINGS)
+"""``sensor_msgs/Image`` encodings :func:`image_to_rgb` decodes; others are counted and skipped."""
+
+_STRETCH_PERCENTILES = (2.0, 98.0)
+_STRETCH_MAX_SAMPLES = 65536
+
+
+# --------------------------------------------------------------------------- time
+
+
+def stamp_to_s(stamp: Any) -> float:
+    """``builtin_interfaces/Time`` (``sec``/``nanosec``; ROS 1 ``secs``/``nsecs``) -> seconds."""
+    if hasattr(stamp, "sec"):
+        return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
+    return float(stamp.secs) + 1e-9 * float(stamp.nsecs)
+
+
+def s_to_sec_nanosec(stamp_s: float) -> tuple[int, int]:
+    """Seconds -> (sec, nanosec) with nanosec in [0, 1e9), rounding to the nearest nanosecond."""
+    sec = math.floor(stamp_s)
+    nanosec = round((stamp_s - sec) * 1e9)  # the difference is exact: no loss at epoch scale
+    if nanosec >= 1_000_000_000:
+        sec, nanosec = sec + 1, nanosec - 1_000_000_000
+    return int(sec), int(nanosec)
+
+
+def header_stamp_s(msg: Any) -> float:
+    """The ``header.stamp`` of a message, in seconds."""
+    return stamp_to_s(msg.header.stamp)
+
+
+def header_stamp(msg: Any) -> tuple[int, int]:
+    """The exact ``header.stamp`` of a message as (sec, nanosec)."""
+    stamp = msg.header.stamp
+    if hasattr(stamp, "sec"):
+        return int(stamp.sec), int(stamp.nanosec)
+    return int(stamp.secs), int(stamp.nsecs)
+
+
+# --------------------------------------------------------------------------- images
+
+
+def is_compressed_image(msg: Any) -> bool:
+    """True for ``sensor_msgs/CompressedImage``-shaped messages (``format``, no ``encoding``)."""
+    return hasattr(msg, "format") and not hasattr(msg, "encoding")
+
+
+def _as_uint8_buffer(data: Any) -> np.ndarray:
+    """Message ``data`` (bytes, array.array, list, numpy) -> flat uint8 view without copying."""
+    if isinstance(data, np.ndarray):
+        return data.reshape(-1).view(np.uint8)
+    if isinstance(data, (bytes, bytearray, memoryview)) or hasattr(data, "typecode"):
+        return np.frombuffer(data, dtype=np.uint8)
+    return np.asarray(data, dtype=np.uint8).reshape(-1)
+
+
+def stretch_to_uint8(image: np.ndarray) -> UInt8Array:
+    """Linear 2nd-98th percentile stretch of a high-bit-depth image to uint8.
+
+    Thermal and panchromatic cameras use a small part of the 16-bit range; a plain ``>> 8``
+    would leave them almost black, so the stretch adapts to the frame.
+
+    Args:
+        image: (H, W) or (H, W, C) integer or float array.
+
+    Returns:
+        Same shape, uint8.
+    """
+    flat = image.reshape(-1)
+    stride = max(1, flat.size // _STRETCH_MAX_SAMPLES)
+    sample = flat[::stride].astype(np.float64)
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return np.zeros(image.shape, dtype=np.uint8)
+    lo, hi = np.percentile(sample, _STRETCH_PERCENTILES)
+    if not hi > lo:
+        lo, hi = float(sample.min()), float(sample.max())
+    if not hi > lo:
+        return np.zeros(image.shape, dtype=np.uint8)
+    if image.dtype == np.uint16:  # a 64 K lookup table beats float arithmetic per pixel
+        levels = np.arange(65536, dtype=np.float32)
+        lut = np.clip((levels - np.float32(lo)) * np.float32(255.0 / (hi - lo)), 0.0, 255.0)
+        out: UInt8Array = lut.astype(np.uint8)[image]
+        return out
+    scaled = (image.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
+    stretched: UInt8Array = np.clip(np.nan_to_num(scaled), 0.0, 255.0).astype(np.uint8)
+    return stretched
+
+
+def _to_rgb(pixels: np.ndarray, conversion: int | None) -> UInt8Array:
+    if pixels.dtype != np.uint8:
+        pixels = stretch_to_uint8(pixels)
+    rgb = pixels if conversion is None else cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
+    out = np.ascontiguousarray(rgb, dtype=np.uint8)
+    # A view of read-only message bytes would surprise any consumer that writes in place.
+    return out if out.flags.writeable else out.copy()
+
+
+def image_to_rgb(msg: Any) -> UInt8Array:
+    """``sensor_msgs/Image`` -> RGB pixels.
+
+    Handles 8-bit mono/RGB/BGR(A), 16-bit mono/colour (percentile-stretched), Bayer and YUV 4:2:2
+    encodings, row padding (``step``) and big-endian 16-bit data.
+
+    Args:
+        msg: an Image-shaped message (``height``, ``width``, ``encoding``, ``is_bigendian``,
+            ``step``, ``data``).
+
+    Returns:
+        (H, W, 3) uint8 RGB, C-contiguous.
+
+    Raises:
+        ImageConversionError: ``reason`` ``unsupported_encoding``, ``bad_size`` or
+            ``truncated``.
+    """
+    encoding = str(msg.encoding)
+    spec = _RAW_ENCODINGS.get(encoding) or _RAW_ENCODINGS.get(encoding.lower())
+    if spec is None:
+        raise ImageConversionError(
+            "unsupported_encoding",
+            f"image encoding '{encoding}' is not supported "
+            f"(supported: {', '.join(SUPPORTED_ENCODINGS)})",
+        )
+    channels, dtype, conversion = spec
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    itemsize = np.dtype(dtype).itemsize
+    row_bytes = width * channels * itemsize  # YUV 4:2:2 counts as 2 one-byte channels
+    if height <= 0 or width <= 0:
+        raise ImageConversionError("bad_size", f"image has size {width}x{height}")
+    if step < row_bytes:
+        raise ImageConversionError(
+            "bad_size", f"image step {step} B is less than width x pixel size = {row_bytes} B"
+        )
+    buf = _as_uint8_buffer(msg.data)
+    if buf.size < step * height:
+        raise ImageConversionError(
+            "truncated", f"image data has {buf.size} B, expected step x height = {step * height} B"
+        )
+    rows = buf[: step * height].reshape(height, step)[:, :row_bytes]
+    if channels == 2:
+        pixels = np.ascontiguousarray(rows).reshape(height, width, 2)
+    else:
+        big_endian = bool(getattr(msg, "is_bigendian", False))
+        wire = np.dtype(dtype).newbyteorder(">" if big_endian else "<")
+        pixels = np.ascontiguousarray(rows).view(wire).astype(dtype, copy=False)
+        pixels = pixels.reshape(height, width, channels)
+        if channels == 1:
+            pixels = pixels[:, :, 0]
+    return _to_rgb(pixels, conversion)
+
+
+def compressed_image_to_rgb(msg: Any) -> UInt8Array:
+    """``sensor_msgs/CompressedImage`` (JPEG, PNG, any format OpenCV reads) -> RGB pixels.
+
+    Args:
+        msg: a CompressedImage-shaped message (``format``, ``data``).
+
+    Returns:
+        (H, W, 3) uint8 RGB.
+
+    Raises:
+        ImageConversionError: ``reason`` ``unsupported_encoding`` (depth streams) or
+            ``decode_failed`` (corrupt or truncated bytes).
+    """
+    fmt = str(msg.format)
+    if "compresseddepth" in fmt.lower().replace(" ", ""):
+        raise ImageConversionError(
+            "unsupported_encoding", f"compressed depth images are not camera images ('{fmt}')"
+        )
+    buf = _as_uint8_buffer(msg.data)
+    decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if decoded is None or decoded.size == 0:
+        raise ImageConversionError(
+            "decode_failed", f"could not decode {buf.size} B of compressed image ('{fmt}')"
+        )
+    if decoded.ndim == 2:
+        return _to_rgb(decoded, cv2.COLOR_GRAY2RGB)
+    if decoded.shape[2] == 4:
+        return _to_rgb(decoded, cv2.COLOR_BGRA2RGB)
+    return _to_rgb(decoded, cv2.COLOR_BGR2RGB)
+
+
+def any_image_to_rgb(msg: Any) -> UInt8Array:
+    """Image or CompressedImage -> (H, W, 3) uint8 RGB; see :func:`image_to_rgb`."""
+    if is_compressed_image(msg):
+        return compressed_image_to_rgb(msg)
+    return image_to_rgb(msg)
+
+
+# --------------------------------------------------------------------------- camera
+
+
+def _field(msg: Any, *names: str) -> Any:
+    for name in names:
+        if hasattr(msg, name):
+            return getattr(msg, name)
+    raise CameraInfoError("missing_field", f"CameraInfo has none of the fields {names}")
+
+
+def camera_from_camera_info(msg: Any) -> PinholeCamera:
+    """``sensor_msgs/CameraInfo`` -> the core's pinhole camera of the images it describes.
+
+    Binning and a region of interest are applied, so the returned intrinsics describe the
+    published (binned, cropped) image.
+
+    Args:
+        msg: CameraInfo-shaped message (``width``, ``height``, ``k``/``K``, ``d``/``D``,
+            ``distortion_model``, optional ``binning_x/y`` and ``roi``).
+
+    Raises:
+        CameraInfoError: ``reason`` ``uncalibrated`` (zero focal length) or ``invalid``.
+    """
+    from cvgl_ros.core.camera import PinholeCamera
+
+    width, height = int(msg.width), int(msg.height)
+    k = [float(v) for v in _field(msg, "k", "K")]
+    d = [float(v) for v in _field(msg, "d", "D")]
+    model = str(getattr(msg, "distortion_model", "") or "")
+    if len(k) != 9 or not all(math.isfinite(v) for v in k) or k[0] <= 0.0 or k[4] <= 0.0:
+        raise CameraInfoError(
+            "uncalibrated", f"CameraInfo K must hold a positive focal length, got {k}"
+        )
+    if width <= 0 or height <= 0:
+        raise CameraInfoError("invalid", f"CameraInfo has size {width}x{height}")
+    fx, fy, cx, cy = k[0], k[4], k[2], k[5]
+    roi: Any = getattr(msg, "roi", None)
+    roi_size = (int(roi.width), int(roi.height)) if roi is not None else (0, 0)
+    if min(roi_size) > 0 and roi_size != (width, height):
+        cx -= float(roi.x_offset)
+        cy -= float(roi.y_offset)
+        width, height = roi_size
+    bx = max(1, int(getattr(msg, "binning_x", 0) or 0))
+    by = max(1, int(getattr(msg, "binning_y", 0) or 0))
+    if bx > 1 or by > 1:
+        fx, cx, width = fx / bx, cx / bx, width // bx
+        fy, cy, height = fy / by, cy / by, height // by
+    k_eff = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+    if any(abs(v) > 0.0 for v in d) and model not in ("plumb_bob", "rational_polynomial", ""):
+        raise CameraInfoError(
+            "invalid", f"distortion model '{model}' is not supported (use plumb_bob)"
+        )
+    try:
+        return PinholeCamera.from_camera_info(width, height, k_eff, d, model or "plumb_bob")
+    except ValueError as exc:
+        raise CameraInfoError(
+            "invalid", f"CameraInfo rejected by the camera model: {exc}"
+        ) from exc
+
+
+def camera_for_image(camera: PinholeCamera, width_px: int, height_px: int) -> PinholeCamera:
+    """Adapt a camera to an image of another size with the same aspect (a resized stream).
+
+    Raises:
+        CameraInfoError: ``reason`` ``size_mismatch`` when the aspect ratios differ.
+    """
+    from cvgl_ros.core.camera import PinholeCamera
+
+    if (camera.width_px, camera.height_px) == (width_px, height_px):
+        return camera
+    sx = width_px / camera.width_px
+    sy = height_px / camera.height_px
+    if abs(sx - sy) > 0.01 * max(sx, sy):
+        raise CameraInfoError(
+            "size_mismatch",
+            f"image is {width_px}x{height_px} but CameraInfo describes "
+            f"{camera.width_px}x{camera.height_px}",
+        )
+    return PinholeCamera(
+        width_px=width_px,
+        height_px=height_px,
+        fx_px=camera.fx_px * sx,
+        fy_px=camera.fy_px * sy,
+        cx_px=(camera.cx_px + 0.5) * sx - 0.5,
+        cy_px=(camera.cy_px + 0.5) * sy - 0.5,
+        distortion=camera.distortion,
+    )
+
+
+# --------------------------------------------------------------------------- GNSS
+
+
+def _clip_covariance(cov: FloatArray, min_sigma_m: float) -> FloatArray:
+    """Symmetrise and floor the eigenvalues of a 2x2 covariance at ``min_sigma_m**2``."""
+    sym = 0.5 * (cov + cov.T)
+    w, v = np.linalg.eigh(sym)
+    w = np.maximum(w, min_sigma_m**2)
+    out: FloatArray = (v * w) @ v.T
+    return out
+
+
+def gnss_prior_from_navsatfix(
+    msg: Any, default_sigma_m: float, min_sigma_m: float = 0.5
+) -> GnssPrior:
+    """``sensor_msgs/NavSatFix`` -> the core's GNSS prior.
+
+    The reported covariance is used when its type says it is known or approximated and it is
+    finite and positive definite; otherwise the receiver gets ``default_sigma_m`` per axis.
+
+    Args:
+        msg: NavSatFix-shaped message.
+        default_sigma_m: horizontal standard deviation (m) assumed when the covariance is
+            unknown or unusable.
+        min_sigma_m: floor of the horizontal standard deviation (m): receivers claiming
+            centimetres would make the prior gate reject good poses.
+
+    Raises:
+        FixRejectedError: ``reason`` ``no_fix`` (status NO_FIX), ``nan_fix`` (non-finite
+            lat/lon) or ``out_of_range``.
+    """
+    status = int(getattr(getattr(msg, "status", None), "status", const.NAVSAT_STATUS_FIX))
+    if status < const.NAVSAT_STATUS_FIX:
+        raise FixRejectedError("no_fix", f"NavSatFix status {status} (NO_FIX)")
+    lat, lon = float(msg.latitude), float(msg.longitude)
+    if not (math.isfinite(lat) and math.isfinite(lon)):
+        raise FixRejectedError("nan_fix", f"NavSatFix lat/lon not finite: ({lat}, {lon})")
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+        raise FixRejectedError("out_of_range", f"NavSatFix lat/lon out of range: ({lat}, {lon})")
+    cov_type = int(getattr(msg, "position_covariance_type", const.COVARIANCE_TYPE_UNKNOWN))
+    raw = np.asarray(list(getattr(msg, "position_covariance", [0.0] * 9)), dtype=np.float64)
+    cov = np.eye(2) * default_sigma_m**2
+    if cov_type != const.COVARIANCE_TYPE_UNKNOWN and raw.size == 9 and np.all(np.isfinite(raw)):
+        m = raw.reshape(3, 3)[:2, :2].copy()
+        if cov_type == const.COVARIANCE_TYPE_DIAGONAL_KNOWN:
+            m = np.diag(np.diag(m))
+        m = 0.5 * (m + m.T)
+        if np.all(np.linalg.eigvalsh(m) > 0.0):
+            cov = m
+    alt = float(getattr(msg, "altitude", math.nan))
+    return GnssPrior(
+        lat_deg=lat,
+        lon_deg=lon,
+        cov_en_m2=_clip_covariance(cov, min_sigma_m),
+        stamp_s=header_stamp_s(msg),
+        alt_m=alt if math.isfinite(alt) else None,
+    )
+
+
+# --------------------------------------------------------------------------- IMU
+
+
+def quaternion_xyzw_from_msg(q: Any) -> tuple[float, float, float, float]:
+    """``geometry_msgs/Quaternion`` -> (x, y, z, w) floats."""
+    return float(q.x), float(q.y), float(q.z), float(q.w)
+
+
+def imu_orientation_xyzw(msg: Any) -> tuple[float, float, float, float] | None:
+    """Orientation of an ``sensor_msgs/Imu`` as a unit quaternion, or None when absent.
+
+    REP-145: ``orientation_covariance[0] == -1`` means the IMU gives no orientation.
+    """
+    cov = list(getattr(msg, "orientation_covariance", [0.0] * 9))
+    if cov and float(cov[0]) == -1.0:
+        return None
+    q = np.asarray(quaternion_xyzw_from_msg(msg.orientation), dtype=np.float64)
+    norm = float(np.linalg.norm(q))
+    if not math.isfinite(norm) or abs(norm - 1.0) > 0.1:
+        return None
+    q /= norm
+    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
+
+
+def yaw_from_quaternion_xyzw(q: Sequence[float]) -> float:
+    """Yaw (about +z, rad; ENU, CCW from east for a REP-145 IMU) of an (x, y, z, w) quaternion."""
+    x, y, z, w = (float(v) for v in q)
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def imu_yaw_sigma_rad(msg: Any, default_sigma_rad: float) -> float:
+    """Standard deviation of the IMU yaw from ``orientation_covariance[8]`` when reported."""
+    cov = list(getattr(msg, "orientation_covariance", []))
+    if len(cov) == 9 and math.isfinite(float(cov[8])) and float(cov[8]) > 0.0:
+        return math.sqrt(float(cov[8]))
+    return default_sigma_rad
+
+
+# --------------------------------------------------------------------------- core -> messages
+
+
+def quaternion_xyzw_from_yaw(yaw_rad: float) -> tuple[float, float, float, float]:
+    """A rotation of ``yaw_rad`` about +z (roll = pitch = 0) as (x, y, z, w)."""
+    return 0.0, 0.0, math.sin(0.5 * yaw_rad), math.cos(0.5 * yaw_rad)
+
+
+def _checked_cov3(cov_en_yaw: FloatArray) -> FloatArray:
+    cov = np.asarray(cov_en_yaw, dtype=np.float64)
+    if cov.shape != (3, 3) or not np.all(np.isfinite(cov)):
+        raise ValueError(f"cov_en_yaw must be a finite (3, 3) array, got {cov!r}")
+    cov = 0.5 * (cov + cov.T)
+    if np.min(np.linalg.eigvalsh(cov)) < -1e-12 * max(1.0, float(np.max(np.abs(cov)))):
+        raise ValueError(f"cov_en_yaw is not positive semi-definite: {cov.tolist()}")
+    floored = cov.copy()
+    np.fill_diagonal(floored, np.maximum(np.diag(cov), const.MIN_VARIANCE))
+    return floored
+
+
+def pose_covariance_6x6(
+    cov_en_yaw: FloatArray, unobserved_variance: float = const.UNOBSERVED_VARIANCE
+) -> list[float]:
+    """(east, north, yaw) covariance -> the 36 row-major values of a ROS pose covariance.
+
+    Order (x, y, z, rot x, rot y, rot z) = (east, north, up, roll, pitch, yaw) in ``map``;
+    z, roll and pitch, which this node does not measure, get ``unobserved_variance``; no
+    variance is below :data:`~cvgl_ros.ros.constants.MIN_VARIANCE`.
+
+    Raises:
+        ValueError: when the covariance is not finite or not positive semi-definite.
+    """
+    cov = _checked_cov3(cov_en_yaw)
+    out = np.zeros((6, 6), dtype=np.float64)
+    idx = (0, 1, 5)
+    for a, i in enumerate(idx):
+        for b, j in enumerate(idx):
+            out[i, j] = cov[a, b]
+    for i in (2, 3, 4):
+        out[i, i] = unobserved_variance
+    return [float(v) for v in out.reshape(-1)]
+
+
+def navsat_covariance_3x3(
+    cov_en_yaw: FloatArray, unobserved_variance: float = const.UNOBSERVED_VARIANCE
+) -> list[float]:
+    """(east, north, yaw) covariance -> NavSatFix ``position_covariance`` (ENU, m^2, row-major)."""
+    cov = _checked_cov3(cov_en_yaw)
+    out = np.zeros((3, 3), dtype=np.float64)
+    out[:2, :2] = cov[:2, :2]
+    out[2, 2] = unobserved_variance
+    return [float(v) for v in out.reshape(-1)]
+
+
+def _set_stamp(
+    header: Any, stamp_s: float, frame_id: str, stamp: tuple[int, int] | None = None
+) -> None:
+    header.stamp.sec, header.stamp.nanosec = (
+        stamp if stamp is not None else s_to_sec_nanosec(stamp_s)
+    )
+    header.frame_id = frame_id
+
+
+def build_pose_msg(
+    estimate: PoseEstimate, frame_id: str, stamp: tuple[int, int] | None = None
+) -> Any:
+    """An OK estimate -> ``geometry_msgs/PoseWithCovarianceStamped`` in ``frame_id``.
+
+    The message is stamped with ``stamp`` (the image's exact (sec, nanosec)) when given, else
+    with ``estimate.stamp_s``. Position is the
+    camera's (east, north) in the map ENU frame, z = 0; orientation is the body yaw.
+
+    Raises:
+        ValueError: for a non-OK estimate or an unusable covariance.
+    """
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+
+    if not estimate.ok:
+        raise ValueError(f"refusing to publish a pose with status {estimate.status.value}")
+    if not all(
+        math.isfinite(v) for v in (estimate.east_m, estimate.north_m, estimate.yaw_enu_rad)
+    ):
+        raise ValueError("refusing to publish a non-finite pose")
+    msg = PoseWithCovarianceStamped()
+    _set_stamp(msg.header, estimate.stamp_s, frame_id, stamp)
+    msg.pose.pose.position.x = float(estimate.east_m)
+    msg.pose.pose.position.y = float(estimate.north_m)
+    msg.pose.pose.position.z = 0.0
+    q = quaternion_xyzw_from_yaw(estimate.yaw_enu_rad)
+    o = msg.pose.pose.orientation
+    o.x, o.y, o.z, o.w = q
+    msg.pose.covariance = pose_covariance_6x6(estimate.cov_en_yaw)
+    return msg
+
+
+def build_fix_msg(
+    estimate: PoseEstimate,
+    frame_id: str,
+    altitude_m: float | None = None,
+    stamp: tuple[int, int] | None = None,
+) -> Any:
+    """An OK estimate -> ``sensor_msgs/NavSatFix`` with ``COVARIANCE_TYPE_KNOWN``.
+
+    Args:
+        estimate: an OK pose estimate (lat/lon of the camera).
+        frame_id: frame of the measured point (the camera's frame).
+        altitude_m: WGS84 altitude to report (from the prior), NaN-reported when None.
+        stamp: the image's exact (sec, nanosec); ``estimate.stamp_s`` when None.
+    """
+    from sensor_msgs.msg import NavSatFix, NavSatStatus
+
+    if not estimate.ok:
+        raise ValueError(f"refusing to publish a fix with status {estimate.status.value}")
+    if not (math.isfinite(estimate.lat_deg) and math.isfinite(estimate.lon_deg)):
+        raise ValueError("refusing to publish a non-finite fix")
+    msg = NavSatFix()
+    _set_stamp(msg.header, estimate.stamp_s, frame_id, stamp)
+    msg.status.status = NavSatStatus.STATUS_FIX
+    msg.status.service = NavSatStatus.SERVICE_GPS
+    msg.latitude = float(estimate.lat_deg)
+    msg.longitude = float(estimate.lon_deg)
+    msg.altitude = float(altitude_m) if altitude_m is not None else math.nan
+    msg.position_covariance = navsat_covariance_3x3(estimate.cov_en_yaw)
+    msg.position_covariance_type = NavSatFix.COVARIANCE_TYPE_KNOWN
+    return msg
+
+
+@dataclass(frozen=True)
+class DiagnosticReport:
+    """One ``diagnostic_msgs/DiagnosticStatus`` worth of content.
+
+    Attributes:
+        name: status name, e.g. ``"cvgl_node: localization"``.
+        level: one of the ``DIAG_*`` levels in :mod:`cvgl_ros.ros.constants`.
+        message: one-line summary.
+        values: key -> value pairs (stringified when built).
+    """
+
+    name: str
+    level: int
+    message: str
+    values: Mapping[str, object]
+
+
+def build_diagnostic_array(stamp_s: float, reports: Sequence[DiagnosticReport]) -> Any:
+    """Reports -> ``diagnostic_msgs/DiagnosticArray`` stamped ``stamp_s``."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    array = DiagnosticArray()
+    array.header.stamp.sec, array.header.stamp.nanosec = s_to_sec_nanosec(stamp_s)
+    for report in reports:
+        status = DiagnosticStatus()
+        status.level = bytes([report.level])
+        status.name = report.name
+        status.message = report.message
+        status.hardware_id = const.DIAGNOSTIC_HARDWARE_ID
+        status.values = [KeyValue(key=str(k), value=_fmt(v)) for k, v in report.values.items()]
+        array.status.append(status)
+    return array
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def build_image_msg(
+    rgb: UInt8Array, stamp_s: float, frame_id: str, stamp: tuple[int, int] | None = None
+) -> Any:
+    """(H, W, 3) uint8 RGB -> ``sensor_msgs/Image`` (``rgb8``)."""
+    from sensor_msgs.msg import Image
+
+    pixels = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"overlay must be (H, W, 3) uint8, got {pixels.shape}")
+    msg = Image()
+    _set_stamp(msg.header, stamp_s, frame_id, stamp)
+    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
+    msg.encoding = "rgb8"
+    msg.is_bigendian = 0
+    msg.step = int(pixels.shape[1] * 3)
+    msg.data = pixels.tobytes()
+    return msg

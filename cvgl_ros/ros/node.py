@@ -1,0 +1,557 @@
+"""``cvgl_node``: the rclpy node around :class:`~cvgl_ros.ros.pipeline.Pipeline`.
+
+Subscriptions only store messages (the newest image waits in a one-slot buffer; an image that
+replaces a waiting one is counted as dropped); one worker thread localizes the newest image and
+publishes. No geometry lives here.
+
+Topics (input names are parameters, relative to the namespace; remap as usual):
+
+- in: ``image_topic`` (``sensor_msgs/Image``, or ``<image_topic>/compressed`` with
+  ``image_transport: compressed``), ``camera_info_topic``, ``fix_topic`` (or gpsd),
+  ``imu_topic`` (with ``use_imu``); sensor-data QoS.
+- out: ``~/pose`` (``geometry_msgs/PoseWithCovarianceStamped``, frame ``map_frame``, stamped
+  with the image stamp), ``~/fix`` (``sensor_msgs/NavSatFix``), ``/diagnostics``,
+  ``~/debug/overlay`` (with ``publish_overlay``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix
+
+from cvgl_ros.core.types import PoseStatus
+from cvgl_ros.ros import constants as const
+from cvgl_ros.ros import convert
+from cvgl_ros.ros.errors import ParameterError
+from cvgl_ros.ros.params import (
+    PARAMETERS,
+    NodeConfigs,
+    ParamSpec,
+    check_value,
+    configs_from_params,
+    descriptor_fields,
+)
+from cvgl_ros.ros.pipeline import FrameResult, Pipeline
+
+_PARAM_TYPES: dict[str, Parameter.Type] = {
+    "bool": Parameter.Type.BOOL,
+    "int": Parameter.Type.INTEGER,
+    "float": Parameter.Type.DOUBLE,
+    "str": Parameter.Type.STRING,
+    "int_array": Parameter.Type.INTEGER_ARRAY,
+    "float_array": Parameter.Type.DOUBLE_ARRAY,
+    "str_array": Parameter.Type.STRING_ARRAY,
+}
+# Statuses caused by missing or bad inputs: persistent ones make the node's state ERROR.
+_INPUT_FAULTS = frozenset(
+    {
+        PoseStatus.NO_FIX.value,
+        PoseStatus.STALE_FIX.value,
+        PoseStatus.NO_IMAGERY.value,
+        PoseStatus.BAD_IMAGE.value,
+        PoseStatus.ERROR.value,
+    }
+)
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (bad parameters, missing weights, unreadable map)."""
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    fields = descriptor_fields(spec)
+    desc = ParameterDescriptor(
+        name=fields["name"],
+        type=_PARAM_TYPES[spec.kind].value,
+        description=fields["description"],
+        read_only=False,
+    )
+    if spec.choices:
+        desc.additional_constraints = f"one of: {', '.join(spec.choices)}"
+    if spec.min_value is not None and spec.max_value is not None:
+        if spec.kind == "float":
+            desc.floating_point_range = [
+                FloatingPointRange(
+                    from_value=float(spec.min_value), to_value=float(spec.max_value), step=0.0
+                )
+            ]
+        elif spec.kind == "int" and not spec.optional:
+            desc.integer_range = [
+                IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value), step=0)
+            ]
+    return desc
+
+
+class CvglNode(Node):
+    """The cross-view geo-localization node.
+
+    Args:
+        node_name: node name (parameter files key their entries by it).
+        components: ``matcher``/``depth``/``patches`` objects to use instead of building them
+            from parameters (tests, tools).
+        **kwargs: passed to :class:`rclpy.node.Node` (``context``, ``parameter_overrides``,
+            ``cli_args``, ``namespace``).
+
+    Raises:
+        StartupError: undeclared or invalid parameters, or a component that cannot start.
+    """
+
+    def __init__(
+        self,
+        node_name: str = const.NODE_NAME,
+        *,
+        components: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(node_name, **kwargs)
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._pending: Any = None
+        self._dropped = 0
+        self._published = 0
+        self._publish_errors = 0
+        self._last_pose_wall_s = -math.inf
+        self._last_image_wall_s = -math.inf
+        self._start_wall_s = time.monotonic()
+        self._rate_prev: tuple[float, int, int, int] | None = None
+        self._worker: threading.Thread | None = None
+        self._gpsd: Any = None
+        self._pending_configs: NodeConfigs | None = None
+
+        self._image_topic = ""
+        try:
+            self._setup(components)
+        except BaseException:
+            self._stop.set()
+            if self._gpsd is not None:
+                self._gpsd.stop()
+            self._close_patch_source()
+            super().destroy_node()
+            raise
+
+    def _setup(self, components: Mapping[str, Any] | None) -> None:
+        configs = self._declare_and_validate()
+        self._configs = configs
+        try:
+            self._pipeline = Pipeline.from_configs(
+                configs, logger=self.get_logger(), **dict(components or {})
+            )
+        except ParameterError as exc:
+            raise StartupError(str(exc)) from exc
+        except Exception as exc:
+            raise StartupError(f"cannot build the localizer: {type(exc).__name__}: {exc}") from exc
+        self._make_io(configs)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
+        self._worker = threading.Thread(target=self._work, name="cvgl-localize", daemon=True)
+        self._worker.start()
+        s = configs.node
+        gnss = (
+            f"gpsd {s.gpsd_host}:{s.gpsd_port}"
+            if s.gnss_source == "gpsd"
+            else f"'{self.resolve_topic_name(s.fix_topic)}'"
+        )
+        source = configs.tiles.source if configs.tiles is not None else "(injected)"
+        self.get_logger().info(
+            f"ready: images on '{self._image_topic}', GNSS from {gnss}, map '{source}', "
+            f"matcher {configs.matcher.kind}, depth {configs.depth.kind}"
+        )
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline the node feeds (for tools and tests: stats, configs)."""
+        return self._pipeline
+
+    # ------------------------------------------------------------------ parameters
+
+    def _declare_and_validate(self) -> NodeConfigs:
+        overrides: dict[str, Parameter[Any]] = getattr(self, "_parameter_overrides", {})
+        builtin = set(self._parameters)  # use_sim_time etc., declared by rclpy itself
+        unknown = sorted(
+            n
+            for n in overrides
+            if n not in PARAMETERS and n not in builtin and not n.startswith("qos_overrides.")
+        )
+        if unknown:
+            hints = []
+            for name in unknown:
+                try:
+                    configs_from_params({name: overrides[name].value})
+                except ParameterError as exc:
+                    hints.append(str(exc))
+            raise StartupError("undeclared parameter(s) rejected: " + "; ".join(hints))
+        # YAML writes 5 for 5.0: accept integers for double parameters instead of failing.
+        for name, param in list(overrides.items()):
+            spec = PARAMETERS.get(name)
+            if spec is None:
+                continue
+            value = param.value
+            if spec.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+                overrides[name] = Parameter(name, value=float(value))
+            elif spec.kind == "float_array" and isinstance(value, list | tuple):
+                overrides[name] = Parameter(name, value=[float(v) for v in value])
+        declarations = []
+        for spec in PARAMETERS.values():
+            default = spec.default
+            if default is None or (spec.kind.endswith("_array") and not default):
+                default = _PARAM_TYPES[spec.kind]  # typed, without a value
+            declarations.append((spec.name, default, _descriptor(spec)))
+        try:
+            self.declare_parameters("", declarations)
+        except Exception as exc:  # wrong type or out-of-range value in the parameter file
+            raise StartupError(f"invalid parameter: {type(exc).__name__}: {exc}") from exc
+        try:
+            return configs_from_params(self._current_values())
+        except ParameterError as exc:
+            raise StartupError(str(exc)) from exc
+
+    def _current_values(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in PARAMETERS:
+            param = self._parameters.get(name)
+            value = None if param is None else param.value
+            if value is None:
+                continue
+            values[name] = list(value) if PARAMETERS[name].kind.endswith("_array") else value
+        return values
+
+    def _on_set_parameters(self, params: Sequence[Parameter[Any]]) -> SetParametersResult:
+        values = self._current_values()
+        for p in params:
+            spec = PARAMETERS.get(p.name)
+            if spec is None:
+                if p.name in ("use_sim_time",) or p.name.startswith("qos_overrides."):
+                    continue
+                return SetParametersResult(successful=False, reason=f"unknown parameter {p.name}")
+            if not spec.runtime:
+                return SetParametersResult(
+                    successful=False,
+                    reason=f"{p.name} is read at start-up; restart the node to change it",
+                )
+            try:
+                value = p.value
+                if spec.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+                    value = float(value)
+                values[p.name] = check_value(spec, value)
+            except ParameterError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+        try:
+            self._pending_configs = configs_from_params(values)
+        except ParameterError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _after_set_parameters(self, params: Sequence[Parameter[Any]]) -> None:
+        configs, self._pending_configs = self._pending_configs, None
+        if configs is None:
+            return
+        self._pipeline.update_configs(configs)
+        self._configs = configs
+        names = ", ".join(p.name for p in params)
+        self.get_logger().info(f"parameters updated: {names}")
+
+    # ------------------------------------------------------------------ topics
+
+    def _make_io(self, configs: NodeConfigs) -> None:
+        s = configs.node
+        sensor_qos = qos_profile_sensor_data
+        if s.image_transport == "compressed":
+            self._image_topic = self.resolve_topic_name(s.image_topic) + const.COMPRESSED_SUFFIX
+            self.create_subscription(
+                CompressedImage, self._image_topic, self._on_image, sensor_qos
+            )
+        else:
+            self._image_topic = self.resolve_topic_name(s.image_topic)
+            self.create_subscription(Image, self._image_topic, self._on_image, sensor_qos)
+        if s.camera_model == "pinhole":
+            self.create_subscription(
+                CameraInfo, s.camera_info_topic, self._on_camera_info, sensor_qos
+            )
+        if s.gnss_source == "topic":
+            self.create_subscription(NavSatFix, s.fix_topic, self._on_fix, sensor_qos)
+        else:
+            self._start_gpsd(configs)
+        if s.use_imu:
+            self.create_subscription(Imu, s.imu_topic, self._on_imu, sensor_qos)
+        out_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self._pose_pub = self.create_publisher(
+            PoseWithCovarianceStamped, const.POSE_TOPIC, out_qos
+        )
+        self._fix_pub = self.create_publisher(NavSatFix, const.FIX_OUT_TOPIC, out_qos)
+        self._diag_pub = self.create_publisher(DiagnosticArray, const.DIAGNOSTICS_TOPIC, out_qos)
+        self._overlay_pub = self.create_publisher(Image, const.OVERLAY_TOPIC, out_qos)
+        self._diag_timer = self.create_timer(
+            1.0 / s.diagnostics_rate_hz, self._publish_diagnostics
+        )
+
+    def _start_gpsd(self, configs: NodeConfigs) -> None:
+        from cvgl_ros.ros.gpsd_source import GpsdConfig, GpsdSource
+
+        s = configs.node
+        cfg = GpsdConfig(
+            host=s.gpsd_host,
+            port=s.gpsd_port,
+            poll_rate_hz=s.gpsd_poll_rate_hz,
+            reconnect_max_s=s.gpsd_reconnect_max_s,
+            default_sigma_m=s.fix_default_sigma_m,
+            min_sigma_m=s.fix_min_sigma_m,
+        )
+        self._gpsd = GpsdSource(
+            cfg,
+            self._pipeline.on_gnss_prior,
+            clock_s=lambda: self.get_clock().now().nanoseconds * 1e-9,
+            logger=self.get_logger(),
+        )
+        try:
+            self._gpsd.start()
+        except ImportError as exc:
+            raise StartupError(str(exc)) from exc
+
+    def _on_camera_info(self, msg: Any) -> None:
+        self._pipeline.on_camera_info(msg)
+
+    def _on_fix(self, msg: Any) -> None:
+        self._pipeline.on_fix(msg)
+
+    def _on_imu(self, msg: Any) -> None:
+        self._pipeline.on_imu(msg)
+
+    def _on_image(self, msg: Any) -> None:
+        with self._cond:
+            if self._pending is not None:
+                self._dropped += 1  # the worker is busy: keep only the newest frame
+            self._pending = msg
+            self._last_image_wall_s = time.monotonic()
+            self._cond.notify()
+
+    # ------------------------------------------------------------------ worker
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                while self._pending is None and not self._stop.is_set():
+                    self._cond.wait(0.5)
+                msg, self._pending = self._pending, None
+            if msg is None:
+                continue
+            try:
+                result = self._pipeline.process_image(msg)
+                self._publish(result)
+            except Exception as exc:  # one frame must never take the node down
+                self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}")
+
+    def _publish(self, result: FrameResult) -> None:
+        est = result.estimate
+        s = self._configs.node
+        if est.ok:
+            try:
+                pose = convert.build_pose_msg(est, s.map_frame, result.stamp)
+                alt = result.prior.alt_m if result.prior is not None else None
+                fix = convert.build_fix_msg(
+                    est, s.fix_frame_id or result.frame_id, alt, result.stamp
+                )
+            except ValueError as exc:
+                self._publish_errors += 1
+                self.get_logger().error(f"not publishing an OK pose: {exc}")
+            else:
+                if not self.context.ok():
+                    return
+                self._pose_pub.publish(pose)
+                self._fix_pub.publish(fix)
+                self._published += 1
+                self._last_pose_wall_s = time.monotonic()
+        if s.publish_overlay and self.context.ok():
+            from cvgl_ros.ros.overlay import render_overlay
+
+            picture = render_overlay(est, result.image, result.prior)
+            if picture is not None:
+                self._overlay_pub.publish(
+                    convert.build_image_msg(picture, est.stamp_s, s.map_frame, result.stamp)
+                )
+
+    # ------------------------------------------------------------------ diagnostics
+
+    def diagnostics_reports(self) -> list[convert.DiagnosticReport]:
+        """The current diagnostic statuses (localization, GNSS, tiles)."""
+        snap = self._pipeline.stats_snapshot()
+        s = self._configs.node
+        now = time.monotonic()
+        with self._cond:
+            dropped = self._dropped
+        images, ok, fixes = snap["images_in"], snap["poses_ok"], snap["fixes_in"]
+        rates = {"image_rate_hz": math.nan, "pose_rate_hz": math.nan, "fix_rate_hz": math.nan}
+        if self._rate_prev is not None:
+            t_prev, im_prev, ok_prev, fx_prev = self._rate_prev
+            dt = max(now - t_prev, 1e-6)
+            rates = {
+                "image_rate_hz": (images + dropped - im_prev) / dt,
+                "pose_rate_hz": (ok - ok_prev) / dt,
+                "fix_rate_hz": (fixes - fx_prev) / dt,
+            }
+        self._rate_prev = (now, images + dropped, ok, fixes)
+
+        since_pose_s = now - self._last_pose_wall_s
+        since_image_s = now - self._last_image_wall_s
+        last_failure = snap["last_failure"]
+        last_status = snap["last_status"]
+        if not math.isfinite(since_image_s):
+            level, message = const.DIAG_WARN, f"waiting for images on {self._image_topic}"
+        elif last_status == PoseStatus.OK.value or since_pose_s <= s.no_pose_warn_s:
+            level, message = const.DIAG_OK, f"localizing ({ok} poses)"
+            if last_status and last_status != PoseStatus.OK.value:
+                message += f"; last frame: {last_failure}"
+        elif last_status in _INPUT_FAULTS:
+            level, message = const.DIAG_ERROR, f"no pose: {last_status}: {last_failure}"
+        else:
+            level, message = const.DIAG_WARN, f"no pose: {last_status}: {last_failure}"
+        if since_image_s > max(s.no_pose_warn_s, 5.0) and math.isfinite(since_image_s):
+            level = max(level, const.DIAG_WARN)
+            message = f"no image for {since_image_s:.1f} s; " + message
+
+        values: dict[str, object] = {
+            "images_in": images,
+            "images_dropped": dropped,
+            "poses_published": self._published,
+            "publish_errors": self._publish_errors,
+            **rates,
+            "seconds_since_pose": since_pose_s if math.isfinite(since_pose_s) else -1.0,
+            "last_status": last_status or "none",
+            "last_failure_status": snap["last_failure_status"] or "none",
+            "last_failure": last_failure or "none",
+            "inliers_mean": snap["inliers_mean"],
+            "inlier_ratio_mean": snap["inlier_ratio_mean"],
+            "camera_info_received": self._pipeline.has_camera,
+            "uptime_s": now - self._start_wall_s,
+        }
+        for stage, mean_s in sorted(snap["latency_mean_s"].items()):
+            values[f"latency_{stage}_ms"] = 1e3 * mean_s
+            values[f"latency_{stage}_max_ms"] = 1e3 * snap["latency_max_s"][stage]
+        for status, count in sorted(snap["failures"].items()):
+            values[f"failures.{status}"] = count
+        for reason, count in sorted(snap["skipped"].items()):
+            values[f"skipped.{reason}"] = count
+        origin = self._pipeline.localizer.map_origin
+        if origin is not None:
+            values["map_origin"] = f"{origin.origin_lat_deg:.7f},{origin.origin_lon_deg:.7f}"
+        name = self.get_fully_qualified_name()
+        reports = [convert.DiagnosticReport(f"{name}: localization", level, message, values)]
+
+        gnss_values: dict[str, object] = {
+            "source": s.gnss_source,
+            "fixes_in": fixes,
+            "fixes_used": snap["fixes_used"],
+            "fix_rate_hz": rates["fix_rate_hz"],
+        }
+        latest = self._pipeline.latest_fix
+        gnss_level, gnss_msg = const.DIAG_OK, "receiving fixes"
+        if latest is None:
+            gnss_level, gnss_msg = const.DIAG_WARN, "no GNSS fix yet"
+        else:
+            gnss_values["latest_lat_deg"] = f"{latest.lat_deg:.7f}"
+            gnss_values["latest_lon_deg"] = f"{latest.lon_deg:.7f}"
+            gnss_values["latest_sigma_m"] = math.sqrt(float(max(latest.cov_en_m2.trace(), 0.0)))
+        if self._gpsd is not None:
+            for k, v in self._gpsd.stats().items():
+                gnss_values[f"gpsd.{k}"] = v
+            if not self._gpsd.connected:
+                gnss_level, gnss_msg = const.DIAG_ERROR, "gpsd not connected"
+        for reason, count in sorted(snap["skipped"].items()):
+            if reason.startswith("fix:"):
+                gnss_values[f"rejected.{reason[4:]}"] = count
+        reports.append(
+            convert.DiagnosticReport(f"{name}: gnss", gnss_level, gnss_msg, gnss_values)
+        )
+
+        tiles = snap.get("tiles", {})
+        tile_level = const.DIAG_OK
+        tile_msg = "tile source ok"
+        if "error" in tiles:
+            tile_level, tile_msg = const.DIAG_WARN, f"tile counters unavailable: {tiles['error']}"
+        if snap["last_failure_status"] == PoseStatus.NO_IMAGERY.value and last_status != "ok":
+            tile_level, tile_msg = const.DIAG_ERROR, last_failure
+        reports.append(
+            convert.DiagnosticReport(
+                f"{name}: tiles", tile_level, tile_msg, {f"tiles.{k}": v for k, v in tiles.items()}
+            )
+        )
+        return reports
+
+    def _publish_diagnostics(self) -> None:
+        try:
+            stamp_s = self.get_clock().now().nanoseconds * 1e-9
+            self._diag_pub.publish(
+                convert.build_diagnostic_array(stamp_s, self.diagnostics_reports())
+            )
+        except Exception as exc:  # diagnostics must never take the node down
+            self.get_logger().error(f"diagnostics failed: {type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------------ shutdown
+
+    def destroy_node(self) -> None:
+        """Stop the worker and the gpsd poller, then destroy the node."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+        if self._gpsd is not None:
+            self._gpsd.stop()
+        self._close_patch_source()
+        super().destroy_node()
+
+    def _close_patch_source(self) -> None:
+        source = getattr(getattr(self, "_pipeline", None), "patch_source", None)
+        close = getattr(source, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception as exc:  # closing must not mask the shutdown
+                self.get_logger().warning(f"closing the patch source failed: {exc}")
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Console entry point ``cvgl_node`` (``ros2 run cvgl_ros cvgl_node``).
+
+    Returns:
+        Process exit code: 0 on a clean shutdown, 1 when the node could not start.
+    """
+    rclpy.init(args=list(args) if args is not None else None)
+    node: CvglNode | None = None
+    try:
+        node = CvglNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except StartupError as exc:
+        rclpy.logging.get_logger(const.NODE_NAME).fatal(f"cannot start: {exc}")
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

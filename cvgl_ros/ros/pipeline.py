@@ -1,0 +1,672 @@
+"""The localization pipeline behind the node, without rclpy.
+
+:class:`Pipeline` holds the :class:`~cvgl_ros.core.localizer.Localizer`, the latest camera
+model, a buffer of GNSS fixes and the latest IMU attitude, and turns ROS-message-shaped inputs
+(rclpy messages, rosbags-deserialised messages or test doubles) into
+:class:`~cvgl_ros.core.types.PoseEstimate` results. The node feeds it from its callbacks and
+worker thread; ``cvgl-ros replay`` feeds it straight from a bag, so both give the same poses.
+
+Thread safety: ``on_camera_info``, ``on_fix``, ``on_imu`` and ``on_gnss_prior`` may be called
+from any thread while one thread calls ``on_image``; shared state is guarded by one lock that
+is never held while localizing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import dataclasses
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from cvgl_ros.core.types import FloatArray, GnssPrior, PoseEstimate, PoseStatus, UInt8Array
+from cvgl_ros.ros import constants as const
+from cvgl_ros.ros import convert
+from cvgl_ros.ros.errors import FixRejectedError, MessageConversionError
+from cvgl_ros.ros.params import NodeConfigs, configs_from_params, merged_values
+
+_LATENCY_WINDOW = 50
+
+
+class _Logger(Protocol):
+    def info(self, msg: str) -> Any: ...
+    def warning(self, msg: str) -> Any: ...
+    def error(self, msg: str) -> Any: ...
+
+
+# --------------------------------------------------------------------------- GNSS fix buffer
+
+
+class FixBuffer:
+    """Recent GNSS priors, sorted by stamp, with interpolation to an image stamp.
+
+    Between two fixes the position is interpolated linearly and the covariance is the convex
+    combination of theirs (GNSS errors are correlated over seconds, so averaging does not shrink
+    them). Past the newest fix the position is extrapolated with the velocity of the last two
+    fixes; with ``a = dt / dt_fixes`` the covariance becomes ``(1 + a)^2 C1 + a^2 C0``, the
+    propagation of the linear extrapolation. A prior is refused when the fix nearest to the
+    image stamp is more than ``max_age_s`` away.
+
+    Args:
+        capacity: fixes kept (oldest dropped first).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self._capacity = capacity
+        self._fixes: list[GnssPrior] = []
+
+    def __len__(self) -> int:
+        return len(self._fixes)
+
+    def clear(self) -> None:
+        """Forget every fix (e.g. when the clock jumps back in a replay)."""
+        self._fixes.clear()
+
+    @property
+    def latest(self) -> GnssPrior | None:
+        """The newest fix, or None."""
+        return self._fixes[-1] if self._fixes else None
+
+    def add(self, prior: GnssPrior) -> None:
+        """Insert a fix in stamp order (a fix with an existing stamp replaces it)."""
+        stamps = [f.stamp_s for f in self._fixes]
+        i = bisect.bisect_left(stamps, prior.stamp_s)
+        if i < len(self._fixes) and self._fixes[i].stamp_s == prior.stamp_s:
+            self._fixes[i] = prior
+        else:
+            self._fixes.insert(i, prior)
+        if len(self._fixes) > self._capacity:
+            del self._fixes[0]
+
+    def prior_at(self, stamp_s: float, max_age_s: float) -> GnssPrior:
+        """The GNSS prior at ``stamp_s``.
+
+        Raises:
+            FixRejectedError: ``reason`` ``no_fix`` (empty buffer) or ``stale_fix`` (the
+                nearest fix is more than ``max_age_s`` from ``stamp_s``).
+        """
+        fixes = self._fixes
+        if not fixes:
+            raise FixRejectedError("no_fix", "no GNSS fix received yet")
+        stamps = [f.stamp_s for f in fixes]
+        i = bisect.bisect_left(stamps, stamp_s)
+        nearest = min(abs(stamps[j] - stamp_s) for j in (i - 1, i) if 0 <= j < len(stamps))
+        if nearest > max_age_s:
+            raise FixRejectedError(
+                "stale_fix",
+                f"nearest GNSS fix is {nearest:.2f} s from the image (max_fix_age_s = "
+                f"{max_age_s:.2f})",
+            )
+        if i < len(fixes) and stamps[i] == stamp_s:
+            return fixes[i]
+        if 0 < i < len(fixes):
+            f0, f1 = fixes[i - 1], fixes[i]
+            w = (stamp_s - f0.stamp_s) / (f1.stamp_s - f0.stamp_s)
+            cov = (1.0 - w) * f0.cov_en_m2 + w * f1.cov_en_m2
+            return _blend(f0, f1, w, cov, stamp_s)
+        if i == len(fixes) and len(fixes) >= 2:  # after the newest: extrapolate
+            f0, f1 = fixes[-2], fixes[-1]
+            dt_fix = f1.stamp_s - f0.stamp_s
+            if 0.0 < dt_fix <= max_age_s:
+                a = (stamp_s - f1.stamp_s) / dt_fix
+                cov = (1.0 + a) ** 2 * f1.cov_en_m2 + a**2 * f0.cov_en_m2
+                return _blend(f0, f1, 1.0 + a, cov, stamp_s)
+        nearest_fix = fixes[0] if i == 0 else fixes[-1]
+        return GnssPrior(
+            lat_deg=nearest_fix.lat_deg,
+            lon_deg=nearest_fix.lon_deg,
+            cov_en_m2=nearest_fix.cov_en_m2,
+            stamp_s=stamp_s,
+            alt_m=nearest_fix.alt_m,
+        )
+
+
+def _blend(f0: GnssPrior, f1: GnssPrior, w: float, cov: FloatArray, stamp_s: float) -> GnssPrior:
+    """``f0 + w (f1 - f0)`` in lat/lon (longitude difference wrapped), with ``cov``."""
+    dlon = (f1.lon_deg - f0.lon_deg + 180.0) % 360.0 - 180.0
+    lon = (f0.lon_deg + w * dlon + 180.0) % 360.0 - 180.0
+    lat = min(90.0, max(-90.0, f0.lat_deg + w * (f1.lat_deg - f0.lat_deg)))
+    alt = None
+    if f0.alt_m is not None and f1.alt_m is not None:
+        alt = f0.alt_m + w * (f1.alt_m - f0.alt_m)
+    return GnssPrior(lat_deg=lat, lon_deg=lon, cov_en_m2=cov, stamp_s=stamp_s, alt_m=alt)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass
+class PipelineStats:
+    """Counters and recent measurements for diagnostics (mutated under the pipeline lock).
+
+    Attributes:
+        images_in: images handed to :meth:`Pipeline.on_image`.
+        poses_ok: images that produced a publishable pose.
+        fixes_in: GNSS fixes received.
+        fixes_used: fixes accepted into the buffer.
+        camera_infos_in: CameraInfo messages received.
+        imu_in: IMU messages received.
+        skipped: counts of skipped inputs by reason (``image:unsupported_encoding``,
+            ``fix:nan_fix``, ...).
+        failures: counts of non-OK results by status value.
+        last_failure: reason text of the latest non-OK result.
+        last_failure_status: status value of the latest non-OK result.
+        last_status: status value of the latest result.
+        latencies_s: recent per-stage timings (``decode``, the core's stages, ``total``).
+        inliers: recent inlier counts of OK poses.
+        inlier_ratios: recent inlier ratios of OK poses.
+    """
+
+    images_in: int = 0
+    poses_ok: int = 0
+    fixes_in: int = 0
+    fixes_used: int = 0
+    camera_infos_in: int = 0
+    imu_in: int = 0
+    skipped: collections.Counter[str] = field(default_factory=collections.Counter)
+    failures: collections.Counter[str] = field(default_factory=collections.Counter)
+    last_failure: str = ""
+    last_failure_status: str = ""
+    last_status: str = ""
+    latencies_s: dict[str, collections.deque[float]] = field(default_factory=dict)
+    inliers: collections.deque[int] = field(
+        default_factory=lambda: collections.deque(maxlen=_LATENCY_WINDOW)
+    )
+    inlier_ratios: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=_LATENCY_WINDOW)
+    )
+
+    def add_latency(self, stage: str, seconds: float) -> None:
+        """Record one stage time."""
+        if not math.isfinite(seconds):
+            return
+        window = self.latencies_s.setdefault(stage, collections.deque(maxlen=_LATENCY_WINDOW))
+        window.append(float(seconds))
+
+    def snapshot(self) -> dict[str, Any]:
+        """A plain copy, safe to read outside the lock."""
+        return {
+            "images_in": self.images_in,
+            "poses_ok": self.poses_ok,
+            "fixes_in": self.fixes_in,
+            "fixes_used": self.fixes_used,
+            "camera_infos_in": self.camera_infos_in,
+            "imu_in": self.imu_in,
+            "skipped": dict(self.skipped),
+            "failures": dict(self.failures),
+            "last_failure": self.last_failure,
+            "last_failure_status": self.last_failure_status,
+            "last_status": self.last_status,
+            "latency_mean_s": {k: float(np.mean(v)) for k, v in self.latencies_s.items() if v},
+            "latency_max_s": {k: float(np.max(v)) for k, v in self.latencies_s.items() if v},
+            "inliers_mean": float(np.mean(self.inliers)) if self.inliers else math.nan,
+            "inlier_ratio_mean": (
+                float(np.mean(self.inlier_ratios)) if self.inlier_ratios else math.nan
+            ),
+        }
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What one image produced.
+
+    Attributes:
+        estimate: the core's result (``status`` OK or a failure with reasons).
+        prior: the GNSS prior used (None when there was none).
+        frame_id: the image's ``header.frame_id``.
+        image: (H, W, 3) uint8 RGB decoded image (None when decoding failed).
+        stamp: the image's exact header stamp (sec, nanosec), for the published messages.
+    """
+
+    estimate: PoseEstimate
+    prior: GnssPrior | None
+    frame_id: str
+    image: UInt8Array | None = None
+    stamp: tuple[int, int] | None = None
+
+
+def failure(status: PoseStatus, reason: str, stamp_s: float) -> PoseEstimate:
+    """A non-OK estimate with one reason."""
+    return PoseEstimate(status=status, reasons=(reason,), stamp_s=stamp_s)
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+class Pipeline:
+    """Messages in, pose estimates out; the node's and the replay tool's common engine.
+
+    Args:
+        configs: validated configuration (see :func:`~cvgl_ros.ros.params.configs_from_params`).
+        localizer: the core localizer (built from ``configs`` by :meth:`from_configs`).
+        logger: where to log (the node passes its rclpy logger); ``logging`` by default.
+    """
+
+    def __init__(
+        self, configs: NodeConfigs, localizer: Any, logger: _Logger | None = None
+    ) -> None:
+        from cvgl_ros.core.mount import body_from_camera_for_mount
+
+        self._configs = configs
+        self._settings = configs.node
+        self._localizer = localizer
+        self._log: _Logger = logger or logging.getLogger(__name__)
+        self._lock = threading.Lock()
+        self._fixes = FixBuffer(configs.node.fix_buffer_size)
+        self._camera: Any = None
+        self._imu_q: tuple[float, float, float, float] | None = None
+        self._imu_yaw_sigma_rad = math.nan
+        self._imu_stamp_s = -math.inf
+        self.stats = PipelineStats()
+        s = configs.node
+        self._body_from_camera = body_from_camera_for_mount(
+            s.camera_mount, s.camera_roll_rad, s.camera_pitch_rad, s.camera_yaw_rad
+        )
+        self._origin_logged = False
+        self._warned: set[str] = set()
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_configs(
+        cls,
+        configs: NodeConfigs,
+        *,
+        matcher: Any = None,
+        depth: Any = None,
+        patches: Any = None,
+        logger: _Logger | None = None,
+    ) -> Pipeline:
+        """Build the matcher, depth provider, patch source and localizer from ``configs``.
+
+        Components passed explicitly are used instead of being built (tests, tools).
+
+        Raises:
+            cvgl_ros.ros.errors.ParameterError: no map (``tiles.source``) configured.
+            Exception: start-up failures of the components (missing weights, unreadable tile
+                cache), with their own messages.
+        """
+        from cvgl_ros.core.geodesy import LocalEnu
+        from cvgl_ros.core.localizer import Localizer
+
+        if matcher is None:
+            from cvgl_ros.models.factory import build_matcher
+
+            matcher = build_matcher(configs.matcher)
+        if depth is None:
+            from cvgl_ros.models.factory import build_depth
+
+            depth = build_depth(configs.depth)
+        if patches is None:
+            patches = build_patches(configs)
+        origin = configs.node.map_origin
+        localizer = Localizer(
+            configs.localizer,
+            matcher,
+            depth,
+            patches,
+            map_origin=LocalEnu(*origin) if origin is not None else None,
+        )
+        return cls(configs, localizer, logger)
+
+    @classmethod
+    def from_params(
+        cls, values: Mapping[str, Any], *, logger: _Logger | None = None, **components: Any
+    ) -> Pipeline:
+        """Validate flat parameter values and build the pipeline (see :meth:`from_configs`)."""
+        return cls.from_configs(configs_from_params(values), logger=logger, **components)
+
+    @classmethod
+    def from_params_file(
+        cls,
+        path: str | Path | None,
+        overrides: Mapping[str, Any] | Sequence[str] | None = None,
+        *,
+        node_name: str = const.NODE_NAME,
+        logger: _Logger | None = None,
+        **components: Any,
+    ) -> Pipeline:
+        """Build from a node parameter YAML plus overrides (``{"name": v}`` or ``name:=v``)."""
+        values = merged_values(path, overrides, node_name)
+        return cls.from_params(values, logger=logger, **components)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def configs(self) -> NodeConfigs:
+        """The current configuration."""
+        return self._configs
+
+    @property
+    def localizer(self) -> Any:
+        """The core localizer."""
+        return self._localizer
+
+    @property
+    def patch_source(self) -> Any:
+        """The patch source the localizer uses."""
+        return getattr(self._localizer, "patches", None) or getattr(
+            self._localizer, "_patches", None
+        )
+
+    @property
+    def has_camera(self) -> bool:
+        """True once a usable CameraInfo arrived (always True for panoramas)."""
+        return self._camera is not None or self._settings.camera_model == "equirectangular"
+
+    @property
+    def latest_fix(self) -> GnssPrior | None:
+        """The newest GNSS prior received."""
+        with self._lock:
+            return self._fixes.latest
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        """Counters and recent measurements (see :class:`PipelineStats`)."""
+        with self._lock:
+            snap = self.stats.snapshot()
+        source = self.patch_source
+        tile_stats = getattr(source, "stats", None)
+        if callable(tile_stats):
+            try:
+                snap["tiles"] = dict(tile_stats())
+            except Exception as exc:  # diagnostics must never fail on a source's counters
+                snap["tiles"] = {"error": f"{type(exc).__name__}: {exc}"}
+        return snap
+
+    # ------------------------------------------------------------------ runtime updates
+
+    def update_configs(self, configs: NodeConfigs) -> None:
+        """Apply run-time-safe changes (localizer gates/RANSAC/covariance, fix/IMU handling).
+
+        The localizer is rebuilt around the same matcher, depth provider, patch source and map
+        origin; the next frame uses it.
+        """
+        from cvgl_ros.core.localizer import Localizer
+
+        old = self._localizer
+        localizer = Localizer(
+            configs.localizer,
+            _attr(old, "matcher"),
+            _attr(old, "depth"),
+            _attr(old, "patches"),
+            map_origin=old.map_origin,
+        )
+        with self._lock:
+            self._localizer = localizer
+            self._configs = configs
+            self._settings = configs.node
+
+    # ------------------------------------------------------------------ inputs
+
+    def _skip(self, key: str, message: str) -> None:
+        self.stats.skipped[key] += 1
+        if key not in self._warned:  # once per kind: a bad stream must not flood the log
+            self._warned.add(key)
+            self._log.warning(f"skipping input ({key}): {message} (further ones only counted)")
+
+    def on_camera_info(self, msg: Any) -> bool:
+        """Store the camera model of a CameraInfo message; False when it was unusable."""
+        try:
+            camera = convert.camera_from_camera_info(msg)
+        except MessageConversionError as exc:
+            with self._lock:
+                self.stats.camera_infos_in += 1
+                self._skip(f"camera_info:{exc.reason}", str(exc))
+            return False
+        except (AttributeError, TypeError, ValueError) as exc:
+            with self._lock:
+                self.stats.camera_infos_in += 1
+                self._skip("camera_info:malformed", f"{type(exc).__name__}: {exc}")
+            return False
+        with self._lock:
+            self.stats.camera_infos_in += 1
+            self._camera = camera
+        return True
+
+    def on_fix(self, msg: Any) -> bool:
+        """Add a NavSatFix to the fix buffer; False when it was rejected (counted)."""
+        s = self._settings
+        try:
+            prior = convert.gnss_prior_from_navsatfix(
+                msg, s.fix_default_sigma_m, s.fix_min_sigma_m
+            )
+        except FixRejectedError as exc:
+            with self._lock:
+                self.stats.fixes_in += 1
+                self._skip(f"fix:{exc.reason}", str(exc))
+            return False
+        except (AttributeError, TypeError, ValueError) as exc:
+            with self._lock:
+                self.stats.fixes_in += 1
+                self._skip("fix:malformed", f"{type(exc).__name__}: {exc}")
+            return False
+        with self._lock:
+            self.stats.fixes_in += 1
+        return self.on_gnss_prior(prior, counted=True)
+
+    def on_gnss_prior(self, prior: GnssPrior, *, counted: bool = False) -> bool:
+        """Add an already-converted prior (e.g. from gpsd) to the fix buffer."""
+        with self._lock:
+            if not counted:
+                self.stats.fixes_in += 1
+            latest = self._fixes.latest
+            if latest is not None and prior.stamp_s < latest.stamp_s - 60.0:
+                # The clock jumped back (bag looped, sim time reset): old fixes are meaningless.
+                self._fixes.clear()
+            self._fixes.add(prior)
+            self.stats.fixes_used += 1
+        return True
+
+    def on_imu(self, msg: Any) -> bool:
+        """Store the IMU attitude (roll/pitch for gravity, yaw for the optional prior)."""
+        try:
+            q = convert.imu_orientation_xyzw(msg)
+            stamp_s = convert.header_stamp_s(msg)
+            sigma = convert.imu_yaw_sigma_rad(msg, self._settings.imu_yaw_sigma_rad)
+        except (AttributeError, TypeError, ValueError) as exc:
+            with self._lock:
+                self.stats.imu_in += 1
+                self._skip("imu:malformed", f"{type(exc).__name__}: {exc}")
+            return False
+        with self._lock:
+            self.stats.imu_in += 1
+            if q is None:
+                self._skip("imu:no_orientation", "Imu message carries no orientation")
+                return False
+            self._imu_q, self._imu_stamp_s, self._imu_yaw_sigma_rad = q, stamp_s, sigma
+        return True
+
+    # ------------------------------------------------------------------ images
+
+    def on_image(self, msg: Any) -> PoseEstimate:
+        """Localize one Image/CompressedImage message; never raises on bad data."""
+        return self.process_image(msg).estimate
+
+    def process_image(self, msg: Any) -> FrameResult:
+        """Localize one Image/CompressedImage message; see :class:`FrameResult`."""
+        t0 = time.perf_counter()
+        try:
+            stamp_s = convert.header_stamp_s(msg)
+            stamp = convert.header_stamp(msg)
+            frame_id = str(msg.header.frame_id)
+        except (AttributeError, TypeError, ValueError) as exc:
+            return self._finish(
+                failure(PoseStatus.BAD_IMAGE, f"image has no usable header: {exc}", 0.0),
+                None,
+                "",
+                None,
+            )
+        with self._lock:
+            self.stats.images_in += 1
+        try:
+            image = convert.any_image_to_rgb(msg)
+        except MessageConversionError as exc:
+            with self._lock:
+                self._skip(f"image:{exc.reason}", str(exc))
+            return self._finish(failure(PoseStatus.BAD_IMAGE, str(exc), stamp_s), None, frame_id)
+        except Exception as exc:  # a malformed message of any shape is a bad image
+            with self._lock:
+                self._skip("image:malformed", f"{type(exc).__name__}: {exc}")
+            return self._finish(
+                failure(PoseStatus.BAD_IMAGE, f"malformed image: {exc}", stamp_s), None, frame_id
+            )
+        decode_s = time.perf_counter() - t0
+        result = self.localize_rgb(image, stamp_s, frame_id, decode_s=decode_s)
+        return dataclasses.replace(result, stamp=stamp)
+
+    def localize_rgb(
+        self, image: UInt8Array, stamp_s: float, frame_id: str = "", *, decode_s: float = 0.0
+    ) -> FrameResult:
+        """Localize a decoded (H, W, 3) uint8 RGB image stamped ``stamp_s`` (seconds)."""
+        s = self._settings
+        with self._lock:
+            localizer = self._localizer
+            try:
+                prior = self._fixes.prior_at(stamp_s, s.max_fix_age_s)
+            except FixRejectedError as exc:
+                status = PoseStatus.NO_FIX if exc.reason == "no_fix" else PoseStatus.STALE_FIX
+                return self._finish_locked(failure(status, str(exc), stamp_s), None, frame_id)
+            camera = self._camera
+            imu_q, imu_stamp_s, imu_sigma = self._imu_q, self._imu_stamp_s, self._imu_yaw_sigma_rad
+        try:
+            camera = self._camera_for(camera, image)
+        except MessageConversionError as exc:
+            return self._finish(failure(PoseStatus.ERROR, str(exc), stamp_s), prior, frame_id)
+        if camera is None:
+            return self._finish(
+                failure(PoseStatus.ERROR, "no CameraInfo received yet", stamp_s), prior, frame_id
+            )
+        gravity, yaw_prior, yaw_sigma = self._attitude(stamp_s, imu_q, imu_stamp_s, imu_sigma)
+        origin_before = localizer.map_origin
+        try:
+            estimate = localizer.localize(
+                image,
+                camera,
+                prior,
+                gravity,
+                stamp_s,
+                yaw_prior_rad=yaw_prior,
+                yaw_prior_sigma_rad=yaw_sigma,
+            )
+        except Exception as exc:  # the contract says never, but the node must survive anyway
+            self._log.error(f"localizer raised {type(exc).__name__}: {exc}")
+            estimate = failure(PoseStatus.ERROR, f"{type(exc).__name__}: {exc}", stamp_s)
+        if origin_before is None and localizer.map_origin is not None and not self._origin_logged:
+            self._origin_logged = True
+            o = localizer.map_origin
+            self._log.info(
+                f"map frame origin set from the first fix: lat {o.origin_lat_deg:.7f} deg, "
+                f"lon {o.origin_lon_deg:.7f} deg"
+            )
+        with self._lock:
+            self.stats.add_latency("decode", decode_s)
+        return self._finish(estimate, prior, frame_id, image)
+
+    def _camera_for(self, camera: Any, image: UInt8Array) -> Any:
+        height, width = int(image.shape[0]), int(image.shape[1])
+        if self._settings.camera_model == "equirectangular":
+            from cvgl_ros.core.camera import EquirectangularCamera
+
+            return EquirectangularCamera(width, height)
+        if camera is None:
+            return None
+        return convert.camera_for_image(camera, width, height)
+
+    def _attitude(
+        self,
+        stamp_s: float,
+        imu_q: tuple[float, float, float, float] | None,
+        imu_stamp_s: float,
+        imu_sigma: float,
+    ) -> tuple[FloatArray, float | None, float | None]:
+        """(gravity_from_camera, yaw prior rad or None, yaw prior sigma rad or None)."""
+        from cvgl_ros.core.mount import gravity_from_imu
+
+        s = self._settings
+        static = self._static_gravity()
+        if not s.use_imu or imu_q is None or abs(stamp_s - imu_stamp_s) > s.max_imu_age_s:
+            if s.use_imu and "imu:stale" not in self._warned:
+                self._warned.add("imu:stale")
+                self._log.warning("no recent IMU orientation: using the static camera mount")
+            return static, None, None
+        gravity = gravity_from_imu(imu_q, self._body_from_camera)
+        if not s.use_imu_yaw:
+            return gravity, None, None
+        return gravity, convert.yaw_from_quaternion_xyzw(imu_q), imu_sigma
+
+    def _static_gravity(self) -> FloatArray:
+        return self._body_from_camera
+
+    def _finish(
+        self,
+        estimate: PoseEstimate,
+        prior: GnssPrior | None,
+        frame_id: str,
+        image: UInt8Array | None = None,
+    ) -> FrameResult:
+        with self._lock:
+            return self._finish_locked(estimate, prior, frame_id, image)
+
+    def _finish_locked(
+        self,
+        estimate: PoseEstimate,
+        prior: GnssPrior | None,
+        frame_id: str,
+        image: UInt8Array | None = None,
+    ) -> FrameResult:
+        st = self.stats
+        st.last_status = estimate.status.value
+        for stage, seconds in estimate.timings_s.items():
+            st.add_latency(stage, seconds)
+        if estimate.ok:
+            st.poses_ok += 1
+            st.inliers.append(int(estimate.inliers))
+            st.inlier_ratios.append(float(estimate.inlier_ratio))
+        else:
+            st.failures[estimate.status.value] += 1
+            st.last_failure_status = estimate.status.value
+            st.last_failure = "; ".join(estimate.reasons) or estimate.status.value
+        return FrameResult(estimate=estimate, prior=prior, frame_id=frame_id, image=image)
+
+
+def _attr(obj: Any, name: str) -> Any:
+    """A localizer component, by public or private attribute name."""
+    for candidate in (name, f"_{name}"):
+        if hasattr(obj, candidate):
+            return getattr(obj, candidate)
+    raise AttributeError(f"{type(obj).__name__} exposes no '{name}'")
+
+
+def build_patches(configs: NodeConfigs) -> Any:
+    """The patch source the configuration describes.
+
+    Raises:
+        cvgl_ros.ros.errors.ParameterError: ``tiles.source`` is empty.
+    """
+    from cvgl_ros.ros.errors import ParameterError
+    from cvgl_ros.tiles import build_patch_source
+
+    if configs.tiles is None:
+        raise ParameterError(
+            "tiles.source",
+            "no map configured: set a GeoTIFF path, an .mbtiles file, an XYZ URL template or "
+            "wms:URL",
+        )
+    return build_patch_source(
+        configs.tiles,
+        configs.node.tile_cache_path or None,
+        configs.patch,
+        offline=configs.node.offline,
+        cache_config=configs.cache,
+        prefetch_config=configs.prefetch,
+    )
