@@ -53,8 +53,15 @@ _SKY_ZENITH_RGB = np.array([120.0, 160.0, 215.0])
 class RayCamera(Protocol):
     """What the renderer needs of a camera model (``cvgl_ros.core.camera`` models fit)."""
 
-    width_px: int
-    height_px: int
+    @property
+    def width_px(self) -> int:
+        """Image width, pixels."""
+        ...
+
+    @property
+    def height_px(self) -> int:
+        """Image height, pixels."""
+        ...
 
     def rays(self, pixels_px: FloatArray) -> FloatArray:
         """(N, 2) pixels (u, v) -> (N, 3) unit rays in the optical frame."""
@@ -79,7 +86,9 @@ def body_from_camera_for_mount(mount: Mount) -> FloatArray:
         raise ValueError(f"mount must be 'nadir' or 'forward', got {mount!r}") from None
 
 
-def world_from_body_rotation(yaw_rad: float, pitch_rad: float = 0.0, roll_rad: float = 0.0) -> FloatArray:
+def world_from_body_rotation(
+    yaw_rad: float, pitch_rad: float = 0.0, roll_rad: float = 0.0
+) -> FloatArray:
     """``Rz(yaw) Ry(pitch) Rx(roll)``: FLU body frame -> ENU world frame.
 
     Args:
@@ -96,7 +105,7 @@ def world_from_body_rotation(yaw_rad: float, pitch_rad: float = 0.0, roll_rad: f
     rz = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
     ry = np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
     rx = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])
-    return rz @ ry @ rx
+    return np.asarray(rz @ ry @ rx, dtype=np.float64)
 
 
 def world_from_camera_rotation(
@@ -157,7 +166,8 @@ class WorldRenderer:
             img, mask = self._levels[-1]
             if min(img.shape[:2]) < 4:
                 break
-            self._levels.append((cv2.pyrDown(img), cv2.pyrDown(mask)))
+            down = np.asarray(cv2.pyrDown(img), dtype=np.uint8)
+            self._levels.append((down, np.asarray(cv2.pyrDown(mask), dtype=np.uint8)))
         return self._levels[min(index, len(self._levels) - 1)]
 
     def render(
@@ -207,11 +217,21 @@ class WorldRenderer:
         scale = 2.0**level
         mu = ((map_u + 0.5) / scale - 0.5).astype(np.float32)
         mv = ((map_v + 0.5) / scale - 0.5).astype(np.float32)
-        out = cv2.remap(
-            img, mu, mv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0)
+        out: UInt8Array = np.asarray(
+            cv2.remap(
+                img,
+                mu,
+                mv,
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=(0, 0, 0),
+            ),
+            dtype=np.uint8,
         )
         valid = (
-            cv2.remap(mask, mu, mv, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            cv2.remap(
+                mask, mu, mv, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+            )
             > 127
         )
         ground = valid & ~sky_img
@@ -232,13 +252,13 @@ class WorldRenderer:
         footprint_px = float(np.percentile(np.maximum(du, dv)[ok], 25))
         if not math.isfinite(footprint_px) or footprint_px < 2.0:
             return 0
-        return int(math.floor(math.log2(footprint_px)))
+        return math.floor(math.log2(footprint_px))
 
     @staticmethod
     def _sky_colours(up_component: FloatArray) -> UInt8Array:
         a = np.clip(up_component, 0.0, 1.0)[:, None] ** 0.5
         rgb = (1.0 - a) * _SKY_HORIZON_RGB[None, :] + a * _SKY_ZENITH_RGB[None, :]
-        return np.clip(rgb, 0, 255).astype(np.uint8)
+        return np.asarray(np.clip(rgb, 0, 255), dtype=np.uint8)
 
 
 def render_nadir_view(
