@@ -15,3 +15,16 @@ class DegenerateInputError(CoreError):
 
 class NoImageryError(CoreError):
     """No aerial imagery covers the requested point."""
+
+
+class NoValidHypothesisError(DegenerateInputError):
+    """RANSAC found no hypothesis satisfying the minimal-sample geometry and the priors.
+
+    Attributes:
+        rejected_by_priors: hypotheses that were well-posed but violated a prior (scale, yaw or
+            position); 0 means every minimal sample was degenerate.
+    """
+
+    def __init__(self, message: str, rejected_by_priors: int = 0) -> None:
+        super().__init__(message)
+        self.rejected_by_priors = rejected_by_priors

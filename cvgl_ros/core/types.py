@@ -17,6 +17,7 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 UInt8Array = npt.NDArray[np.uint8]
 BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
 
 
 class PoseStatus(str, enum.Enum):
@@ -158,6 +159,46 @@ class AerialPatch:
 
 
 @dataclass(frozen=True)
+class LocalizationDebug:
+    """Intermediate data of one localization attempt, for overlays and visualisation.
+
+    Arrays are indexed like ``correspondences`` unless stated otherwise; fields are None when
+    the attempt stopped before the stage that produces them.
+
+    Attributes:
+        patch: the aerial patch used.
+        correspondences: the matcher's output.
+        depth: (N,) float64, depth of each ground pixel (camera convention; NaN = unknown).
+        lifted_index: (M,) int64, indices of the correspondences that survived lifting.
+        points_g: (M, 2) float64, planar ground points (x forward, y left), gravity-aligned body
+            frame, depth units.
+        aerial_en_m: (M, 2) float64, metres, (east, north) of the matched aerial pixels in the
+            patch frame.
+        inlier_mask: (M,) bool, RANSAC inliers among the lifted points.
+        residuals_m: (M,) float64, metres, residual of every lifted point under the model.
+        patch_from_camera: (3, 3) float64 homogeneous 2-D similarity (scale * R, t) mapping
+            planar ground points into the patch frame; its translation is the camera position
+            (east, north) in metres relative to the patch centre.
+        ransac_iterations: hypotheses RANSAC drew.
+        sigma_m: residual standard deviation of the inliers, metres.
+        covariance_inflation: factor applied to the least-squares covariance.
+    """
+
+    patch: AerialPatch | None = None
+    correspondences: Correspondences | None = None
+    depth: FloatArray | None = None
+    lifted_index: IntArray | None = None
+    points_g: FloatArray | None = None
+    aerial_en_m: FloatArray | None = None
+    inlier_mask: BoolArray | None = None
+    residuals_m: FloatArray | None = None
+    patch_from_camera: FloatArray | None = None
+    ransac_iterations: int = 0
+    sigma_m: float = math.nan
+    covariance_inflation: float = math.nan
+
+
+@dataclass(frozen=True)
 class PoseEstimate:
     """Result of one localization attempt.
 
@@ -178,6 +219,7 @@ class PoseEstimate:
         timings_s: seconds spent per stage (``patch``, ``match``, ``depth``, ``lift``, ``ransac``,
             ``total``).
         stamp_s: stamp of the ground image, seconds.
+        debug: intermediate data for overlays and diagnostics (None unless kept).
     """
 
     status: PoseStatus
@@ -194,6 +236,7 @@ class PoseEstimate:
     num_matches: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
     stamp_s: float = 0.0
+    debug: LocalizationDebug | None = None
 
     @property
     def ok(self) -> bool:

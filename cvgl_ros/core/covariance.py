@@ -1,0 +1,133 @@
+"""Covariance of the camera pose (east, north, yaw) from the RANSAC inliers.
+
+Model: ``a_i = s R(yaw) g_i + t + e_i`` with isotropic noise ``e_i ~ N(0, σ² I)`` in the aerial
+frame. The parameters are ``θ = (t_e, t_n, yaw, s)``; the Jacobian of the prediction of point i is
+``[I₂, J q_i, q_i / s]`` with ``q_i = s R g_i`` and ``J`` the 90° rotation. The weighted
+least-squares estimate (weights = match probabilities) has the sandwich covariance
+``σ² H⁻¹ M H⁻¹`` with ``H = Σ w_i J_iᵀJ_i`` and ``M = Σ w_i² J_iᵀJ_i``; ``σ²`` comes from the
+inlier residuals (``Σ |r_i|² / (2n - 4)``). The (t_e, t_n, yaw) block is the marginal covariance
+of the camera pose (``t`` is the camera position because ``g`` is camera-centred).
+
+The raw covariance ignores what RANSAC adds (threshold truncation of the residuals, outliers that
+slip under the threshold, selection of the best hypothesis), so it is inflated by
+``base_inflation * (1 + count_inflation / sqrt(n)) * (1 + ratio_inflation * (1 - ratio))`` and
+floors are added in quadrature; constants live in
+:class:`~cvgl_ros.core.config.CovarianceConfig`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from cvgl_ros.core.camera import as_points
+from cvgl_ros.core.config import CovarianceConfig
+from cvgl_ros.core.errors import DegenerateInputError, InvalidInputError
+from cvgl_ros.core.procrustes import Similarity2D, check_weights
+from cvgl_ros.core.types import FloatArray
+
+# chi-square(3) 95 % quantile, for NEES checks.
+CHI2_3DOF_95 = 7.814727903251178
+
+
+@dataclass(frozen=True)
+class PoseCovariance:
+    """Covariance of (east, north, yaw) and its ingredients.
+
+    Attributes:
+        cov_en_yaw: (3, 3) float64, covariance of (east m, north m, yaw rad), symmetric PD.
+        sigma_m: estimated per-axis residual standard deviation of an inlier, metres.
+        inflation: factor applied to the least-squares covariance.
+        raw_cov_en_yaw: (3, 3) float64, covariance before inflation and floors.
+    """
+
+    cov_en_yaw: FloatArray
+    sigma_m: float
+    inflation: float
+    raw_cov_en_yaw: FloatArray
+
+
+def inflation_factor(num_inliers: int, inlier_ratio: float, config: CovarianceConfig) -> float:
+    """The covariance inflation for ``num_inliers`` inliers at ``inlier_ratio``."""
+    n = max(int(num_inliers), 1)
+    ratio = min(max(float(inlier_ratio), 0.0), 1.0)
+    return (
+        config.base_inflation
+        * (1.0 + config.count_inflation / math.sqrt(n))
+        * (1.0 + config.ratio_inflation * (1.0 - ratio))
+    )
+
+
+def pose_covariance(
+    source: FloatArray,
+    target: FloatArray,
+    model: Similarity2D,
+    weights: FloatArray | None = None,
+    inlier_ratio: float = 1.0,
+    config: CovarianceConfig | None = None,
+) -> PoseCovariance:
+    """Covariance of the pose ``(t_e, t_n, yaw)`` of a similarity fitted to inliers.
+
+    Args:
+        source: (n, 2) float64, inlier planar ground points (gravity-aligned body frame).
+        target: (n, 2) float64, inlier aerial points (east, north), metres, patch frame.
+        model: the fitted similarity ``target ≈ s R source + t``.
+        weights: (n,) float64 fit weights of the inliers, or None for equal weights.
+        inlier_ratio: inliers / correspondences, for the inflation.
+        config: calibration constants.
+
+    Returns:
+        The covariance (always finite, symmetric positive definite).
+
+    Raises:
+        InvalidInputError: malformed, empty, NaN or inf input.
+        DegenerateInputError: fewer than 3 inliers or a singular normal matrix.
+    """
+    cfg = config if config is not None else CovarianceConfig()
+    g = as_points(source, 2, "source")
+    a = as_points(target, 2, "target")
+    n = g.shape[0]
+    if a.shape[0] != n:
+        raise InvalidInputError(f"source has {n} points, target {a.shape[0]}")
+    w = np.ones(n) if weights is None else check_weights(weights, n)
+    if n < 3 or np.count_nonzero(w) < 3:
+        raise DegenerateInputError("the pose covariance needs at least 3 weighted inliers")
+    w = w / w.max()
+    q = g @ (model.scale * model.rotation).T
+    resid = a - (q + model.translation_m)
+    dof = max(2 * n - 4, 1)
+    sigma2 = max(float(np.sum(resid * resid)) / dof, cfg.min_sigma_m**2)
+
+    # Stacked Jacobian rows: x-rows then y-rows, columns (t_e, t_n, yaw, s).
+    s = model.scale
+    jx = np.stack([np.ones(n), np.zeros(n), -q[:, 1], q[:, 0] / s], axis=1)
+    jy = np.stack([np.zeros(n), np.ones(n), q[:, 0], q[:, 1] / s], axis=1)
+    h = (jx * w[:, None]).T @ jx + (jy * w[:, None]).T @ jy
+    m = (jx * (w * w)[:, None]).T @ jx + (jy * (w * w)[:, None]).T @ jy
+    if not np.all(np.isfinite(h)) or np.linalg.cond(h) > 1e12:
+        raise DegenerateInputError("normal matrix of the similarity is singular")
+    h_inv = np.linalg.inv(h)
+    full = sigma2 * (h_inv @ m @ h_inv)
+    raw = 0.5 * (full[:3, :3] + full[:3, :3].T)
+    k = inflation_factor(n, inlier_ratio, cfg)
+    cov = k * raw
+    cov[0, 0] += cfg.min_position_sigma_m**2
+    cov[1, 1] += cfg.min_position_sigma_m**2
+    cov[2, 2] += cfg.min_yaw_sigma_rad**2
+    if not np.all(np.isfinite(cov)) or np.linalg.eigvalsh(cov).min() <= 0.0:
+        raise DegenerateInputError("pose covariance is not positive definite")
+    return PoseCovariance(
+        cov_en_yaw=np.asarray(cov, dtype=np.float64),
+        sigma_m=math.sqrt(sigma2),
+        inflation=k,
+        raw_cov_en_yaw=np.asarray(raw, dtype=np.float64),
+    )
+
+
+def nees(error_en_yaw: FloatArray, cov_en_yaw: FloatArray) -> float:
+    """Normalised estimation error squared ``eᵀ C⁻¹ e`` of an (east, north, yaw) error."""
+    e = np.asarray(error_en_yaw, dtype=np.float64).reshape(3)
+    c = np.asarray(cov_en_yaw, dtype=np.float64).reshape(3, 3)
+    return float(e @ np.linalg.solve(c, e))
