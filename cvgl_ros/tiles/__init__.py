@@ -4,4 +4,42 @@ Lives here: the tile source interface and its implementations (XYZ/WMTS over HTT
 MBTiles files, local GeoTIFF orthophotos), the MBTiles-compatible SQLite cache with atomic
 writes, decode validation and LRU eviction, the background prefetch worker that follows the GNSS
 fix, and the assembly of north-up metric ``AerialPatch`` images centred on a fix.
+
+Entry point: :func:`build_patch_source` (source string + cache path + :class:`PatchConfig`
+-> a ``PatchSource`` with ``patch_at(lat_deg, lon_deg) -> AerialPatch``). See docs/TILES.md.
 """
+
+from cvgl_ros.tiles.config import CacheConfig, PatchConfig, PrefetchConfig, TileSourceConfig
+from cvgl_ros.tiles.errors import (
+    CacheError,
+    CacheFullError,
+    CacheLockedError,
+    NoImageryError,
+    OfflineError,
+    OutsideTileGridError,
+    TileDecodeError,
+    TileFetchError,
+    TileNotFoundError,
+    TilesError,
+)
+from cvgl_ros.tiles.factory import build_patch_source
+from cvgl_ros.tiles.geotiff import GeoTiffPatchSource
+
+__all__ = [
+    "CacheConfig",
+    "CacheError",
+    "CacheFullError",
+    "CacheLockedError",
+    "GeoTiffPatchSource",
+    "NoImageryError",
+    "OfflineError",
+    "OutsideTileGridError",
+    "PatchConfig",
+    "PrefetchConfig",
+    "TileDecodeError",
+    "TileFetchError",
+    "TileNotFoundError",
+    "TileSourceConfig",
+    "TilesError",
+    "build_patch_source",
+]

@@ -1,0 +1,526 @@
+"""The durable on-disk tile cache: one SQLite file, MBTiles-compatible.
+
+Layout: table ``tile_store`` keyed by (source_id, zoom_level, tile_column, tile_row) with the
+row in the TMS convention of MBTiles, each tile's size and last access time; ``metadata`` (the
+MBTiles name/value table); and a view ``tiles`` exposing the tiles of one source (the first one
+stored, recorded as metadata ``cvgl_ros_source_id``) so that GDAL/QGIS open the file as an
+ordinary MBTiles tileset. Triggers keep the total size in ``store_size`` inside the same
+transaction as each change, so the size bound never needs a table scan.
+
+Durability and concurrency: WAL journal; each write is one ``BEGIN IMMEDIATE`` transaction
+(a crash mid-write leaves the previous state); tiles are decoded before they are stored, so a
+truncated download or an HTML error page never enters. Readers never block on the writer (WAL);
+writers from several threads or processes queue on SQLite's lock for up to ``busy_timeout_s``.
+Each thread has its own connection.
+
+LRU: reads record their access time in memory and flush it in batches (at most every
+``touch_flush_interval_s``, piggy-backed on writes), so a read never takes the write lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from cvgl_ros.tiles.config import CacheConfig
+from cvgl_ros.tiles.errors import (
+    CacheError,
+    CacheFullError,
+    CacheLockedError,
+    TileDecodeError,
+)
+from cvgl_ros.tiles.imaging import decode_tile, image_format
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS metadata (name TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS tile_store (
+    source_id TEXT NOT NULL,
+    zoom_level INTEGER NOT NULL,
+    tile_column INTEGER NOT NULL,
+    tile_row INTEGER NOT NULL,
+    tile_data BLOB NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    format TEXT NOT NULL,
+    fetched_s REAL NOT NULL,
+    accessed_s REAL NOT NULL,
+    UNIQUE (source_id, zoom_level, tile_column, tile_row)
+);
+CREATE INDEX IF NOT EXISTS tile_store_lru ON tile_store (accessed_s);
+CREATE TABLE IF NOT EXISTS store_size (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    bytes INTEGER NOT NULL,
+    tiles INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO store_size (id, bytes, tiles) VALUES (0, 0, 0);
+CREATE TRIGGER IF NOT EXISTS tile_store_after_insert AFTER INSERT ON tile_store BEGIN
+    UPDATE store_size SET bytes = bytes + NEW.size_bytes, tiles = tiles + 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS tile_store_after_delete AFTER DELETE ON tile_store BEGIN
+    UPDATE store_size SET bytes = bytes - OLD.size_bytes, tiles = tiles - 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS tile_store_after_update AFTER UPDATE OF size_bytes ON tile_store
+BEGIN
+    UPDATE store_size SET bytes = bytes + NEW.size_bytes - OLD.size_bytes WHERE id = 0;
+END;
+CREATE VIEW IF NOT EXISTS tiles AS
+    SELECT zoom_level, tile_column, tile_row, tile_data FROM tile_store
+    WHERE source_id = (SELECT value FROM metadata WHERE name = 'cvgl_ros_source_id');
+"""
+
+TileKey = tuple[str, int, int, int]
+
+
+def _tms_row(z: int, y: int) -> int:
+    return (1 << z) - 1 - y
+
+
+def _classify(exc: sqlite3.Error, what: str) -> CacheError:
+    msg = str(exc).lower()
+    if "full" in msg:
+        return CacheFullError(f"tile cache full while {what}: {exc}")
+    if "locked" in msg or "busy" in msg:
+        return CacheLockedError(f"tile cache locked while {what}: {exc}")
+    return CacheError(f"tile cache error while {what}: {exc}")
+
+
+class TileCache:
+    """MBTiles-compatible SQLite tile store with a size bound and LRU eviction.
+
+    Thread-safe and multi-process safe (one connection per thread, WAL, busy timeout).
+    """
+
+    def __init__(self, path: str | Path, config: CacheConfig | None = None) -> None:
+        """Open (creating if needed) the cache database.
+
+        Raises:
+            CacheError: the file cannot be opened or is not a tile cache.
+        """
+        self.path = Path(path).expanduser()
+        self.config = config or CacheConfig()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(
+                f"cannot create the cache directory {self.path.parent}: {exc}"
+            ) from exc
+        self._local = threading.local()
+        self._all_conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one writer per process; SQLite orders processes
+        self._pending_touch: dict[TileKey, float] = {}
+        self._last_flush_s = time.monotonic()
+        self._closed = False
+        self.counters: dict[str, int] = {
+            "hits": 0,
+            "misses": 0,
+            "bytes_read": 0,
+            "puts": 0,
+            "bytes_written": 0,
+            "rejected_invalid": 0,
+            "write_errors": 0,
+            "locked_errors": 0,
+            "full_errors": 0,
+            "evicted_tiles": 0,
+            "evicted_bytes": 0,
+        }
+        conn = self._conn()
+        script = (
+            "BEGIN IMMEDIATE;\n"
+            + _SCHEMA
+            + "INSERT OR IGNORE INTO metadata (name, value) VALUES "
+            + f"('cvgl_ros_schema', '{SCHEMA_VERSION}'), ('name', 'cvgl_ros tile cache'), "
+            + "('type', 'baselayer'), ('version', '1.3'), ('format', 'png');\n"
+            + "COMMIT;\n"
+        )
+        try:
+            with self._write_lock:
+                if not self._has_schema(conn):
+                    conn.executescript(script)
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise _classify(exc, f"opening {self.path}") from exc
+
+    @staticmethod
+    def _has_schema(conn: sqlite3.Connection) -> bool:
+        """True when the file already holds our schema (opening then needs no write lock)."""
+        try:
+            row = conn.execute(
+                "SELECT value FROM metadata WHERE name = 'cvgl_ros_schema'"
+            ).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return False
+            raise
+        if row is None:
+            return False
+        if str(row[0]) != SCHEMA_VERSION:
+            raise CacheError(f"tile cache schema {row[0]} is not the supported {SCHEMA_VERSION}")
+        return True
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise CacheError(f"tile cache {self.path} is closed")
+        try:
+            conn = sqlite3.connect(
+                str(self.path),
+                timeout=self.config.busy_timeout_s,
+                isolation_level=None,  # autocommit; transactions are explicit
+                check_same_thread=False,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self.config.busy_timeout_s * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("tile cache %s: journal_mode is %s, not WAL", self.path, mode)
+            conn.execute(f"PRAGMA synchronous = {self.config.synchronous}")
+        except sqlite3.Error as exc:
+            raise _classify(exc, f"opening {self.path}") from exc
+        self._local.conn = conn
+        with self._lock:
+            self._all_conns.append(conn)
+        return conn
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[name] += n
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get(self, source_id: str, z: int, x: int, y: int) -> bytes | None:
+        """The stored bytes of a tile, or None (counted as a hit or a miss).
+
+        Raises:
+            CacheError: the database cannot be read.
+        """
+        try:
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT tile_data FROM tile_store WHERE source_id = ? AND zoom_level = ? "
+                    "AND tile_column = ? AND tile_row = ?",
+                    (source_id, z, x, _tms_row(z, y)),
+                )
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise _classify(exc, "reading a tile") from exc
+        if row is None:
+            self._count("misses")
+            return None
+        data = bytes(row[0])
+        with self._lock:
+            self.counters["hits"] += 1
+            self.counters["bytes_read"] += len(data)
+            self._pending_touch[(source_id, z, x, y)] = time.time()
+        self._maybe_flush_touches()
+        return data
+
+    def contains(self, source_id: str, z: int, x: int, y: int) -> bool:
+        """True when the tile is stored (no counters, no access-time update)."""
+        try:
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT 1 FROM tile_store WHERE source_id = ? AND zoom_level = ? "
+                    "AND tile_column = ? AND tile_row = ?",
+                    (source_id, z, x, _tms_row(z, y)),
+                )
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise _classify(exc, "reading a tile") from exc
+        return row is not None
+
+    def size_bytes(self) -> int:
+        """Total stored tile bytes (all sources)."""
+        return int(self._conn().execute("SELECT bytes FROM store_size WHERE id = 0").fetchone()[0])
+
+    def tile_count(self, source_id: str | None = None) -> int:
+        """Number of stored tiles (of one source, or all)."""
+        if source_id is None:
+            return int(
+                self._conn().execute("SELECT tiles FROM store_size WHERE id = 0").fetchone()[0]
+            )
+        return int(
+            self._conn()
+            .execute("SELECT COUNT(*) FROM tile_store WHERE source_id = ?", (source_id,))
+            .fetchone()[0]
+        )
+
+    def tile_keys(self, source_id: str | None = None) -> Iterator[TileKey]:
+        """(source_id, z, x, y) of every stored tile (y in XYZ convention)."""
+        sql = "SELECT source_id, zoom_level, tile_column, tile_row FROM tile_store"
+        args: tuple[Any, ...] = ()
+        if source_id is not None:
+            sql += " WHERE source_id = ?"
+            args = (source_id,)
+        for sid, z, x, row in self._conn().execute(sql, args).fetchall():
+            yield (str(sid), int(z), int(x), _tms_row(int(z), int(row)))
+
+    def metadata(self) -> dict[str, str]:
+        """The MBTiles ``metadata`` table."""
+        rows = self._conn().execute("SELECT name, value FROM metadata").fetchall()
+        return {str(k): str(v) for k, v in rows}
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def put(
+        self,
+        source_id: str,
+        z: int,
+        x: int,
+        y: int,
+        data: bytes,
+        expected_size_px: int | None = None,
+        validated: bool = False,
+    ) -> None:
+        """Validate and store a tile atomically (replacing an older copy), then evict if needed.
+
+        Args:
+            source_id: cache key of the source.
+            z: zoom level.
+            x: tile column.
+            y: tile row (XYZ, from the north; stored as the TMS row).
+            data: encoded image bytes.
+            expected_size_px: reject tiles of another size.
+            validated: the caller has just decoded exactly these bytes (skips a second decode).
+
+        Raises:
+            TileDecodeError: the bytes are not a complete image (nothing is stored).
+            CacheFullError: the disk or the database page limit is full.
+            CacheLockedError: another writer held the lock past the busy timeout.
+            CacheError: any other database failure.
+        """
+        try:
+            if not validated:
+                decode_tile(data, expected_size_px)
+            fmt = image_format(data)
+        except TileDecodeError:
+            self._count("rejected_invalid")
+            raise
+        now = time.time()
+        try:
+            with self._write_lock:
+                conn = self._conn()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute(
+                        "INSERT INTO tile_store (source_id, zoom_level, tile_column, tile_row, "
+                        "tile_data, size_bytes, format, fetched_s, accessed_s) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (source_id, zoom_level, tile_column, tile_row) DO UPDATE SET "
+                        "tile_data = excluded.tile_data, size_bytes = excluded.size_bytes, "
+                        "format = excluded.format, fetched_s = excluded.fetched_s, "
+                        "accessed_s = excluded.accessed_s",
+                        (source_id, z, x, _tms_row(z, y), data, len(data), fmt, now, now),
+                    )
+                    conn.execute(
+                        "INSERT OR IGNORE INTO metadata (name, value) "
+                        "VALUES ('cvgl_ros_source_id', ?)",
+                        (source_id,),
+                    )
+                    self._flush_touches_locked(conn)
+                    self._evict_locked(conn, self.config.max_size_bytes)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            err = _classify(exc, f"storing tile {source_id} {z}/{x}/{y}")
+            self._count("write_errors")
+            if isinstance(err, CacheFullError):
+                self._count("full_errors")
+            elif isinstance(err, CacheLockedError):
+                self._count("locked_errors")
+            log.warning("%s", err)
+            raise err from exc
+        with self._lock:
+            self.counters["puts"] += 1
+            self.counters["bytes_written"] += len(data)
+
+    def delete(self, source_id: str, z: int, x: int, y: int) -> bool:
+        """Remove one tile; True when it existed."""
+        try:
+            with self._write_lock:
+                conn = self._conn()
+                cur = conn.execute(
+                    "DELETE FROM tile_store WHERE source_id = ? AND zoom_level = ? "
+                    "AND tile_column = ? AND tile_row = ?",
+                    (source_id, z, x, _tms_row(z, y)),
+                )
+                return cur.rowcount > 0
+        except sqlite3.Error as exc:
+            raise _classify(exc, "deleting a tile") from exc
+
+    def evict(self, max_size_bytes: int | None = None) -> int:
+        """Evict least-recently-used tiles down to the bound; returns tiles evicted."""
+        before = self.counters["evicted_tiles"]
+        try:
+            with self._write_lock:
+                conn = self._conn()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._flush_touches_locked(conn)
+                    self._evict_locked(conn, max_size_bytes or self.config.max_size_bytes)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise _classify(exc, "evicting tiles") from exc
+        return self.counters["evicted_tiles"] - before
+
+    def _evict_locked(self, conn: sqlite3.Connection, bound: int) -> None:
+        total = int(conn.execute("SELECT bytes FROM store_size WHERE id = 0").fetchone()[0])
+        if total <= bound:
+            return
+        target = int(bound * self.config.evict_to_fraction)
+        freed = 0
+        victims: list[int] = []
+        for rowid, size in conn.execute(
+            "SELECT rowid, size_bytes FROM tile_store ORDER BY accessed_s ASC"
+        ):
+            victims.append(int(rowid))
+            freed += int(size)
+            if total - freed <= target:
+                break
+        for i in range(0, len(victims), 500):
+            chunk = victims[i : i + 500]
+            conn.execute(
+                f"DELETE FROM tile_store WHERE rowid IN ({','.join('?' * len(chunk))})", chunk
+            )
+        with self._lock:
+            self.counters["evicted_tiles"] += len(victims)
+            self.counters["evicted_bytes"] += freed
+        log.info(
+            "tile cache: evicted %d tiles (%d bytes) to stay under %d", len(victims), freed, bound
+        )
+
+    def _flush_touches_locked(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            pending, self._pending_touch = self._pending_touch, {}
+            self._last_flush_s = time.monotonic()
+        if pending:
+            conn.executemany(
+                "UPDATE tile_store SET accessed_s = MAX(accessed_s, ?) WHERE source_id = ? "
+                "AND zoom_level = ? AND tile_column = ? AND tile_row = ?",
+                [(t, s, z, x, _tms_row(z, y)) for (s, z, x, y), t in pending.items()],
+            )
+
+    def _maybe_flush_touches(self) -> None:
+        """Flush access times if due, without waiting for another writer (reads never block)."""
+        with self._lock:
+            due = (
+                bool(self._pending_touch)
+                and time.monotonic() - self._last_flush_s >= self.config.touch_flush_interval_s
+            )
+        if due:
+            self.flush(block=False)
+
+    def flush(self, block: bool = True) -> bool:
+        """Write pending access times; returns False when the lock was busy (non-blocking)."""
+        if not self._write_lock.acquire(blocking=block):
+            return False
+        conn = self._conn()
+        try:
+            if not block:
+                conn.execute("PRAGMA busy_timeout = 0")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._flush_touches_locked(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return True
+        except sqlite3.Error as exc:
+            log.debug("tile cache: access-time flush deferred: %s", exc)
+            return False
+        finally:
+            if not block:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.config.busy_timeout_s * 1000)}")
+            self._write_lock.release()
+
+    # -- maintenance ------------------------------------------------------------------------------
+
+    def verify(self, decode: bool = True) -> tuple[int, list[TileKey]]:
+        """Check the database and every tile.
+
+        Returns:
+            (tiles checked, keys of tiles that fail to decode).
+
+        Raises:
+            CacheError: SQLite's integrity check fails.
+        """
+        conn = self._conn()
+        result = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        if result != "ok":
+            raise CacheError(f"tile cache {self.path} failed its integrity check: {result}")
+        bad: list[TileKey] = []
+        n = 0
+        for sid, z, x, row, data in conn.execute(
+            "SELECT source_id, zoom_level, tile_column, tile_row, tile_data FROM tile_store"
+        ):
+            n += 1
+            if decode:
+                try:
+                    decode_tile(bytes(data))
+                except TileDecodeError:
+                    bad.append((str(sid), int(z), int(x), _tms_row(int(z), int(row))))
+        return n, bad
+
+    def stats(self) -> dict[str, int]:
+        """Counters (this process) plus the stored size and tile count (all processes)."""
+        with self._lock:
+            out = dict(self.counters)
+        try:
+            out["size_bytes"] = self.size_bytes()
+            out["tiles"] = self.tile_count()
+        except sqlite3.Error:
+            pass
+        return out
+
+    def close(self) -> None:
+        """Flush access times and close every connection of this object."""
+        if self._closed:
+            return
+        with contextlib.suppress(CacheError):
+            self.flush(block=True)
+        self._closed = True
+        with self._lock:
+            conns, self._all_conns = self._all_conns, []
+        for c in conns:
+            with contextlib.suppress(sqlite3.Error):
+                c.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> TileCache:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def missing_tiles(
+    cache: TileCache, source_id: str, tiles: Iterable[tuple[int, int, int]]
+) -> list[tuple[int, int, int]]:
+    """The subset of (z, x, y) tiles not stored for ``source_id``, order kept."""
+    return [t for t in tiles if not cache.contains(source_id, *t)]
