@@ -6,3 +6,23 @@ Anything V2 depth models and the geometric depth providers' adapters, the classi
 matcher (SIFT/AKAZE/ORB) used for nadir cameras when no learned weights are installed, the
 matcher checkpoint format, and ONNX export. torch is imported only inside this subpackage.
 """
+
+from cvgl_ros.models.classical import ClassicalMatcher, ClassicalMatcherConfig
+from cvgl_ros.models.config import (
+    DepthConfig,
+    DepthModelConfig,
+    LearnedMatcherConfig,
+    MatcherConfig,
+)
+from cvgl_ros.models.factory import build_depth, build_matcher
+
+__all__ = [
+    "ClassicalMatcher",
+    "ClassicalMatcherConfig",
+    "DepthConfig",
+    "DepthModelConfig",
+    "LearnedMatcherConfig",
+    "MatcherConfig",
+    "build_depth",
+    "build_matcher",
+]

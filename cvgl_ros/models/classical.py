@@ -98,7 +98,7 @@ class _Features:
     descriptors: np.ndarray | None
 
 
-def _to_gray(image: np.ndarray) -> UInt8Array:
+def _to_gray(image: np.ndarray) -> np.ndarray:
     """(H, W, 3) RGB or (H, W) / (H, W, 1) mono uint8 -> (H, W) uint8."""
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
@@ -141,13 +141,17 @@ class ClassicalMatcher:
         cfg = self.config
         self._detector: cv2.Feature2D
         if cfg.feature == "sift":
-            self._detector = cv2.SIFT_create(nfeatures=cfg.max_features)
+            self._detector = cv2.SIFT_create(  # type: ignore[attr-defined]
+                nfeatures=cfg.max_features
+            )
             norm = cv2.NORM_L2
         elif cfg.feature == "akaze":
-            self._detector = cv2.AKAZE_create()
+            self._detector = cv2.AKAZE_create()  # type: ignore[attr-defined]
             norm = cv2.NORM_HAMMING
         else:
-            self._detector = cv2.ORB_create(nfeatures=cfg.max_features)
+            self._detector = cv2.ORB_create(  # type: ignore[attr-defined]
+                nfeatures=cfg.max_features
+            )
             norm = cv2.NORM_HAMMING
         self._matcher = cv2.BFMatcher(norm, crossCheck=False)
         self._clahe = (
@@ -162,7 +166,7 @@ class ClassicalMatcher:
         self.cache_hits = 0
         self.cache_misses = 0
 
-    def _preprocess(self, image: np.ndarray) -> tuple[UInt8Array, float]:
+    def _preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         """Grayscale, optional downscale and CLAHE; returns the image and its scale factor."""
         gray = _to_gray(image)
         scale = 1.0
@@ -189,7 +193,7 @@ class ClassicalMatcher:
             Keypoints in the original image's pixel coordinates and their descriptors.
         """
         gray, scale = self._preprocess(image)
-        mask = None
+        mask: np.ndarray | None = None
         if valid_mask is not None:
             mask = np.asarray(valid_mask, dtype=bool).astype(np.uint8) * 255
             if mask.shape != gray.shape:
@@ -202,6 +206,7 @@ class ClassicalMatcher:
             if not mask.any():
                 return _Features(np.zeros((0, 2)), None)
         keypoints, descriptors = self._detector.detectAndCompute(gray, mask)
+        descriptors = None if descriptors is None else np.asarray(descriptors)
         if descriptors is None or len(keypoints) == 0:
             return _Features(np.zeros((0, 2)), None)
         if len(keypoints) > self.config.max_features:

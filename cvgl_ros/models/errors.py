@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ModelError(Exception):
     """Base class of the models' errors."""
@@ -27,7 +29,7 @@ class CheckpointError(WeightsError):
     """A matcher checkpoint is missing, malformed or of an unsupported version."""
 
 
-def require(package: str, extra: str, purpose: str) -> object:
+def require(package: str, extra: str, purpose: str) -> Any:
     """Import ``package`` or raise :class:`MissingExtraError` naming ``extra``.
 
     Args:

@@ -1,0 +1,199 @@
+"""The ``InferenceBackend`` protocol, backend errors and backend selection.
+
+A backend runs one network: named float32 numpy inputs -> named numpy outputs. It is a context
+manager (``with open_backend(...) as b:``) that releases its session / engine / device buffers
+on exit, and records the wall time of its last ``run`` in ``last_latency_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+
+from cvgl_ros.models.errors import MissingExtraError, ModelError
+
+LOGGER = logging.getLogger(__name__)
+
+BACKEND_KINDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
+
+
+class BackendError(ModelError):
+    """A backend cannot be opened or run (bad file, wrong inputs, unavailable device)."""
+
+
+class EngineMismatchError(BackendError):
+    """A TensorRT engine was built for another GPU, TensorRT version or ONNX file."""
+
+
+@runtime_checkable
+class InferenceBackend(Protocol):
+    """Runs one network on named numpy arrays.
+
+    Attributes:
+        input_names: names ``run`` expects, in the network's order.
+        output_names: names ``run`` returns, in the network's order.
+        last_latency_s: wall time of the last ``run`` call, seconds (NaN before the first).
+    """
+
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    last_latency_s: float
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the network.
+
+        Args:
+            inputs: every name of ``input_names`` -> array of the network's shape (float32).
+
+        Returns:
+            Every name of ``output_names`` -> numpy array (host memory).
+        """
+        ...
+
+    def close(self) -> None:
+        """Release sessions, engines and device memory (idempotent)."""
+        ...
+
+    def __enter__(self) -> InferenceBackend: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+_B = TypeVar("_B", bound="BackendBase")
+
+
+class BackendBase:
+    """Shared context-manager plumbing and input checks for the concrete backends."""
+
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the network; implemented by each backend."""
+        raise NotImplementedError
+
+    def __init__(self) -> None:
+        self.last_latency_s = float("nan")
+        self._closed = False
+
+    def __enter__(self: _B) -> _B:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release resources; subclasses extend this."""
+        self._closed = True
+
+    def _check_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
+        if self._closed:
+            raise BackendError(f"{type(self).__name__} is closed")
+        missing = [n for n in self.input_names if n not in inputs]
+        extra = [n for n in inputs if n not in self.input_names]
+        if missing or extra:
+            raise BackendError(
+                f"inputs must be exactly {list(self.input_names)}; missing {missing}, "
+                f"unexpected {extra}"
+            )
+
+
+def check_shape(name: str, got: Sequence[int], expected: Sequence[int | str | None]) -> None:
+    """Raise :class:`BackendError` unless ``got`` fits ``expected`` (str/None/-1 = any)."""
+    if len(got) != len(expected) or any(
+        isinstance(e, int) and e >= 0 and int(g) != e for g, e in zip(got, expected, strict=False)
+    ):
+        raise BackendError(f"input {name!r} has shape {tuple(got)}, expected {tuple(expected)}")
+
+
+def open_backend(
+    kind: str,
+    model: Any,
+    *,
+    device: str = "cpu",
+    fp16: bool = False,
+    num_threads: int = 2,
+    input_names: Sequence[str] = ("images",),
+    output_names: Sequence[str] = ("output",),
+) -> InferenceBackend:
+    """Open a backend of ``kind`` for ``model``.
+
+    Args:
+        kind: ``"torch"`` (``model`` is a ``torch.nn.Module``), ``"onnxruntime"`` (``model``
+            is an ``.onnx`` path) or ``"tensorrt"`` (``model`` is an ``.engine`` path with its
+            ``.manifest.json`` beside it).
+        model: the module or file.
+        device: ``"cpu"`` or ``"cuda"``.
+        fp16: half precision (torch on CUDA; TensorRT engines carry their own precision).
+        num_threads: CPU threads (torch / ONNX Runtime intra-op).
+        input_names: names of the module's positional inputs (torch only; files carry theirs).
+        output_names: names of the module's outputs (torch only).
+
+    Raises:
+        ValueError: unknown ``kind`` / ``device`` or a model of the wrong type.
+        MissingExtraError: the backend's package is not installed (names the extra).
+        BackendError: the file cannot be opened, or the device is unavailable.
+    """
+    if kind not in BACKEND_KINDS:
+        raise ValueError(f"backend kind must be one of {BACKEND_KINDS}, got {kind!r}")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if kind == "torch":
+        from cvgl_ros.backends.torch_backend import TorchBackend
+
+        return TorchBackend(
+            model,
+            input_names=input_names,
+            output_names=output_names,
+            device=device,
+            fp16=fp16,
+            num_threads=num_threads,
+        )
+    if not isinstance(model, str | Path):
+        raise ValueError(f"backend {kind!r} needs a file path, got {type(model).__name__}")
+    if kind == "onnxruntime":
+        from cvgl_ros.backends.ort_backend import OrtBackend
+
+        return OrtBackend(Path(model), device=device, num_threads=num_threads)
+    if device != "cuda":
+        raise ValueError("backend 'tensorrt' needs device 'cuda'")
+    from cvgl_ros.backends.trt_backend import TensorRTBackend
+
+    return TensorRTBackend(Path(model))
+
+
+def available_backends() -> dict[str, str]:
+    """Backend kind -> ``"ok"`` or the reason it is unavailable (for self-checks)."""
+    import importlib
+
+    out: dict[str, str] = {}
+    for kind, packages, extra in (
+        ("torch", ("torch",), "torch"),
+        ("onnxruntime", ("onnxruntime",), "onnx"),
+        ("tensorrt", ("tensorrt", "pycuda.driver"), "tensorrt"),
+    ):
+        reason = "ok"
+        for package in packages:
+            try:
+                importlib.import_module(package)
+            except Exception as exc:  # any failure (ImportError, missing CUDA lib) = unusable
+                reason = str(MissingExtraError(package.split(".")[0], extra, f"backend {kind}"))
+                LOGGER.debug("backend %s unavailable: %s", kind, exc)
+                break
+        out[kind] = reason
+    return out

@@ -1,0 +1,380 @@
+"""Depth Anything V2 as a :class:`~cvgl_ros.core.interfaces.DepthProvider`.
+
+transformers' ``DepthAnythingForDepthEstimation`` with the V2 architectures set explicitly
+(Small by default: Apache-2.0; Base and Large weights are CC-BY-NC-4.0). Local weights only,
+as a Hugging Face directory or an original ``depth_anything_v2_vit{s,b,l}.pth`` /
+``depth_anything_v2_metric_{hypersim,vkitti}_vit{s,b,l}.pth`` checkpoint.
+
+Relative models predict an affine-invariant inverse depth (disparity); it is converted to a
+depth proportional to ``1 / disparity``, whose unknown scale the pose solver's similarity
+scale absorbs (the unknown shift is ignored, which is accurate when the shift is small
+compared with the disparity, i.e. for the near and middle field that carries the matches).
+Metric models predict metres directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cvgl_ros.backends.base import InferenceBackend, open_backend
+from cvgl_ros.core.types import FloatArray, UInt8Array
+from cvgl_ros.models.config import DepthModelConfig
+from cvgl_ros.models.errors import WeightsError
+
+if TYPE_CHECKING:
+    from cvgl_ros.core.camera import CameraModel
+
+LOGGER = logging.getLogger(__name__)
+
+DEPTH_INPUT = "images"
+DEPTH_OUTPUT = "depth"
+# Relative disparities below this fraction of the frame's maximum are treated as "infinitely
+# far" (sky) and give NaN depth.
+MIN_RELATIVE_DISPARITY = 1e-3
+
+
+@dataclass(frozen=True)
+class DepthAnythingSpec:
+    """V2 architecture of one size."""
+
+    backbone_id: str
+    out_indices: tuple[int, ...]
+    fusion_hidden_size: int
+    neck_hidden_sizes: tuple[int, int, int, int]
+
+
+DEPTH_SPECS: dict[str, DepthAnythingSpec] = {
+    "small": DepthAnythingSpec("dinov2_vits14", (3, 6, 9, 12), 64, (48, 96, 192, 384)),
+    "base": DepthAnythingSpec("dinov2_vitb14", (3, 6, 9, 12), 128, (96, 192, 384, 768)),
+    "large": DepthAnythingSpec("dinov2_vitl14", (5, 12, 18, 24), 256, (256, 512, 1024, 1024)),
+}
+
+
+def depth_anything_config(
+    variant: str = "small",
+    metric: bool = False,
+    max_depth_m: float = 80.0,
+    num_layers: int | None = None,
+) -> Any:
+    """A ``DepthAnythingConfig`` for Depth Anything V2 with every field set explicitly.
+
+    Args:
+        variant: ``"small"``, ``"base"`` or ``"large"``.
+        metric: metric head (sigmoid * max_depth) instead of relative (ReLU disparity).
+        max_depth_m: range of the metric head, metres.
+        num_layers: fewer backbone layers (tests only); the four DPT taps are spread evenly.
+    """
+    from cvgl_ros.models.backbone import dinov2_config, transformers
+
+    if variant not in DEPTH_SPECS:
+        raise ValueError(f"variant must be one of {sorted(DEPTH_SPECS)}, got {variant!r}")
+    spec = DEPTH_SPECS[variant]
+    out_indices = list(spec.out_indices)
+    if num_layers is not None:
+        if num_layers < 4:
+            raise ValueError(f"num_layers must be >= 4 (four DPT taps), got {num_layers}")
+        out_indices = [round(num_layers * (i + 1) / 4) for i in range(4)]
+    backbone = dinov2_config(
+        spec.backbone_id,
+        num_layers=num_layers,
+        out_indices=out_indices,
+        apply_layernorm=True,
+        reshape_hidden_states=False,
+    )
+    return transformers.DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=backbone.hidden_size,
+        patch_size=14,
+        fusion_hidden_size=spec.fusion_hidden_size,
+        neck_hidden_sizes=list(spec.neck_hidden_sizes),
+        reassemble_factors=[4, 2, 1, 0.5],
+        head_hidden_size=32,
+        head_in_index=-1,
+        depth_estimation_type="metric" if metric else "relative",
+        # transformers 5 types max_depth as int; whole metres (20, 80) are what V2 uses.
+        max_depth=_whole(max_depth_m) if metric else 1,
+    )
+
+
+def _whole(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def _head_renames() -> dict[str, str]:
+    """Original ``depth_head.*`` name -> transformers name (neck and head)."""
+    r: dict[str, str] = {}
+    for i in range(4):
+        for kind in ("weight", "bias"):
+            r[f"depth_head.projects.{i}.{kind}"] = (
+                f"neck.reassemble_stage.layers.{i}.projection.{kind}"
+            )
+            if i != 2:
+                r[f"depth_head.resize_layers.{i}.{kind}"] = (
+                    f"neck.reassemble_stage.layers.{i}.resize.{kind}"
+                )
+        r[f"depth_head.scratch.layer{i + 1}_rn.weight"] = f"neck.convs.{i}.weight"
+    # The original refinenets run deepest first; transformers numbers the fusion layers the
+    # other way round.
+    for i, j in {1: 3, 2: 2, 3: 1, 4: 0}.items():
+        src = f"depth_head.scratch.refinenet{i}"
+        dst = f"neck.fusion_stage.layers.{j}"
+        for kind in ("weight", "bias"):
+            r[f"{src}.out_conv.{kind}"] = f"{dst}.projection.{kind}"
+            for unit in (1, 2):
+                for conv in (1, 2):
+                    r[f"{src}.resConfUnit{unit}.conv{conv}.{kind}"] = (
+                        f"{dst}.residual_layer{unit}.convolution{conv}.{kind}"
+                    )
+    for kind in ("weight", "bias"):
+        r[f"depth_head.scratch.output_conv1.{kind}"] = f"head.conv1.{kind}"
+        r[f"depth_head.scratch.output_conv2.0.{kind}"] = f"head.conv2.{kind}"
+        r[f"depth_head.scratch.output_conv2.2.{kind}"] = f"head.conv3.{kind}"
+    return r
+
+
+def depth_original_to_hf(state: dict[str, Any], target_keys: set[str]) -> dict[str, Any]:
+    """Map an original Depth Anything V2 state dict to transformers names."""
+    from cvgl_ros.models.backbone import dinov2_original_to_hf
+
+    heads = _head_renames()
+    backbone = {
+        k[len("pretrained.") :]: v for k, v in state.items() if k.startswith("pretrained.")
+    }
+    out = dinov2_original_to_hf(backbone, target_keys, prefix="backbone.")
+    for key, value in state.items():
+        if key.startswith("pretrained."):
+            continue
+        if key not in heads:
+            raise WeightsError(f"unexpected key {key!r} in original Depth Anything weights")
+        out[heads[key]] = value
+    return out
+
+
+def depth_hf_to_original(state: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`depth_original_to_hf` (writes checkpoints in the original form)."""
+    from cvgl_ros.models.backbone import dinov2_hf_to_original
+
+    inverse = {v: k for k, v in _head_renames().items()}
+    out = {f"pretrained.{k}": v for k, v in dinov2_hf_to_original(state, "backbone.").items()}
+    for key, value in state.items():
+        if key.startswith("backbone."):
+            continue
+        if key not in inverse:
+            raise WeightsError(f"unexpected transformers Depth Anything key {key!r}")
+        out[inverse[key]] = value
+    return out
+
+
+def load_depth_anything(
+    path: str | Path | None,
+    variant: str = "small",
+    metric: bool = False,
+    max_depth_m: float = 80.0,
+    **random_kwargs: Any,
+) -> Any:
+    """Load ``DepthAnythingForDepthEstimation`` from local weights (or random when ``path`` is
+    None: tests and benchmarks only).
+
+    Raises:
+        WeightsError: missing file, unreadable weights, or weights of another architecture.
+    """
+    from cvgl_ros.models.backbone import _load_strict, load_torch_checkpoint, transformers
+
+    if path is None or str(path) == "":
+        model = transformers.DepthAnythingForDepthEstimation(
+            depth_anything_config(variant, metric, max_depth_m, **random_kwargs)
+        )
+    else:
+        p = Path(path)
+        if p.is_dir():
+            if not (p / "config.json").is_file():
+                raise WeightsError(f"{p} is a directory without config.json (not a HF model dir)")
+            try:
+                model = transformers.DepthAnythingForDepthEstimation.from_pretrained(
+                    str(p), local_files_only=True
+                )
+            except Exception as exc:  # transformers raises OSError / ValueError / KeyError
+                raise WeightsError(f"cannot load Depth Anything from {p}: {exc}") from exc
+            kind = model.config.depth_estimation_type
+            if (kind == "metric") != metric:
+                raise WeightsError(f"{p} is a {kind} model but metric={metric} was configured")
+        elif p.is_file():
+            state = load_torch_checkpoint(p)
+            model = transformers.DepthAnythingForDepthEstimation(
+                depth_anything_config(variant, metric, max_depth_m, **random_kwargs)
+            )
+            mapped = depth_original_to_hf(state, set(model.state_dict()))
+            _load_strict(model, mapped, p)
+        else:
+            raise WeightsError(f"Depth Anything weights not found at {p} (nothing is downloaded)")
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model
+
+
+def build_depth_network(model: Any) -> Any:
+    """Wrap a ``DepthAnythingForDepthEstimation``: images (B, 3, H, W) float32 RGB in [0, 1]
+    -> depth (B, H, W) float32 (disparity for relative models, metres for metric ones)."""
+    from cvgl_ros.models.backbone import IMAGENET_MEAN, IMAGENET_STD, torch
+
+    class DepthNetwork(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.model = inner
+            self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+        def forward(self, images: Any) -> Any:
+            x = (images - self.mean) / self.std
+            return self.model(pixel_values=x).predicted_depth
+
+    return DepthNetwork(model).eval()
+
+
+def _bilinear(image: np.ndarray, pixels_px: np.ndarray) -> FloatArray:
+    """Sample (H, W) at (N, 2) (u, v) pixel-centre coordinates.
+
+    NaN-aware: unknown (NaN) neighbours are left out and the remaining weights renormalised;
+    the result is NaN outside the image or when the known neighbours carry less than half of
+    the interpolation weight.
+    """
+    h, w = image.shape
+    u, v = pixels_px[:, 0], pixels_px[:, 1]
+    out = np.full(len(u), np.nan)
+    inside = (u >= -0.5) & (u <= w - 0.5) & (v >= -0.5) & (v <= h - 0.5) & np.isfinite(u + v)
+    uu = np.clip(u[inside], 0.0, w - 1.0)
+    vv = np.clip(v[inside], 0.0, h - 1.0)
+    u0 = np.floor(uu).astype(np.int64)
+    v0 = np.floor(vv).astype(np.int64)
+    u1, v1 = np.minimum(u0 + 1, w - 1), np.minimum(v0 + 1, h - 1)
+    fu, fv = uu - u0, vv - v0
+    total = np.zeros(len(uu))
+    weight = np.zeros(len(uu))
+    for vi, ui, wt in (
+        (v0, u0, (1 - fu) * (1 - fv)),
+        (v0, u1, fu * (1 - fv)),
+        (v1, u0, (1 - fu) * fv),
+        (v1, u1, fu * fv),
+    ):
+        val = image[vi, ui]
+        known = np.isfinite(val)
+        total += np.where(known, val, 0.0) * wt
+        weight += np.where(known, wt, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[inside] = np.where(weight >= 0.5, total / weight, np.nan)
+    return out
+
+
+class DepthAnythingDepth:
+    """Depth Anything V2 depth provider (relative or metric).
+
+    Args:
+        backend: runs images (1, 3, H, W) -> depth (1, H, W).
+        config: model configuration (input size, metric flag).
+    """
+
+    def __init__(self, backend: InferenceBackend, config: DepthModelConfig | None = None) -> None:
+        self.config = config or DepthModelConfig()
+        self._backend = backend
+        h, w = self.config.input_size_px
+        self.input_size_px = (max(14, round(h / 14) * 14), max(14, round(w / 14) * 14))
+        self._last_key: tuple[object, ...] | None = None
+        self._last_depth: np.ndarray | None = None
+
+    @classmethod
+    def from_config(cls, config: DepthModelConfig, **random_kwargs: Any) -> DepthAnythingDepth:
+        """Open the configured backend (torch: load local weights; empty path = random)."""
+        if config.backend == "torch":
+            if not config.weights_path:
+                LOGGER.warning("Depth Anything with RANDOM weights (no weights_path): tests only")
+            model = load_depth_anything(
+                config.weights_path or None,
+                config.variant,
+                config.metric,
+                config.max_depth_m,
+                **random_kwargs,
+            )
+            backend = open_backend(
+                "torch",
+                build_depth_network(model),
+                device=config.device,
+                fp16=config.fp16,
+                num_threads=config.num_threads,
+                input_names=(DEPTH_INPUT,),
+                output_names=(DEPTH_OUTPUT,),
+            )
+        else:
+            backend = open_backend(
+                config.backend,
+                config.engine_path,
+                device=config.device,
+                num_threads=config.num_threads,
+            )
+        return cls(backend, config)
+
+    def depth_map(self, image: UInt8Array) -> FloatArray:
+        """Dense depth of an image at its own resolution.
+
+        Args:
+            image: (H, W, 3) uint8 RGB (or (H, W) mono).
+
+        Returns:
+            (H, W) float64: metres (metric models) or a depth proportional to 1 / disparity
+            (relative models); NaN where the depth is unknown (sky / at infinity).
+        """
+        from cvgl_ros.models.learned import _prepare
+
+        img = np.asarray(image)
+        digest = hashlib.blake2b(np.ascontiguousarray(img).data, digest_size=16).hexdigest()
+        key = (img.shape, digest)
+        if key == self._last_key and self._last_depth is not None:
+            return self._last_depth
+        x = _prepare(img, self.input_size_px)
+        name = self._backend.input_names[0]
+        raw = self._backend.run({name: x})[self._backend.output_names[0]]
+        raw = np.asarray(raw, dtype=np.float32).reshape(raw.shape[-2], raw.shape[-1])
+        import cv2
+
+        resized = cv2.resize(raw, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+        out = resized.astype(np.float64)
+        if self.config.metric:
+            out[~(out > 0.0)] = np.nan
+        else:
+            floor = MIN_RELATIVE_DISPARITY * max(float(np.nanmax(out)), 1e-12)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out = np.where(out > floor, 1.0 / out, np.nan)
+        self._last_key, self._last_depth = key, out
+        return out
+
+    def depth_at(
+        self,
+        ground_image: UInt8Array,
+        camera: CameraModel,
+        pixels_px: FloatArray,
+        gravity_from_camera: FloatArray,
+    ) -> FloatArray:
+        """Depth of each pixel (see :class:`cvgl_ros.core.interfaces.DepthProvider`).
+
+        Returns:
+            (N,) float64: metres (metric) or relative depth; NaN outside the image or where the
+            model sees no finite depth.
+        """
+        del camera, gravity_from_camera  # the network needs neither
+        pts = np.asarray(pixels_px, dtype=np.float64).reshape(-1, 2)
+        return _bilinear(self.depth_map(ground_image), pts)
+
+    @property
+    def last_latency_s(self) -> float:
+        """Network time of the last frame, seconds."""
+        return float(self._backend.last_latency_s)
+
+    def close(self) -> None:
+        """Close the backend."""
+        self._backend.close()

@@ -1,0 +1,221 @@
+"""Learned matcher: frozen DINOv2 + projection head + dual softmax (Loc2-style).
+
+Per frame only the ground image runs through the network; the aerial patch's descriptors come
+from an :class:`~cvgl_ros.models.cache.AerialFeatureCache`. The dual softmax and top-K
+selection run in numpy on the descriptors, so the same code serves the torch, ONNX Runtime and
+TensorRT backends (each runs the "features" network: image -> descriptors).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cvgl_ros.backends.base import InferenceBackend, open_backend
+from cvgl_ros.core.types import AerialPatch, Correspondences, UInt8Array
+from cvgl_ros.models.cache import AerialFeatureCache
+from cvgl_ros.models.checkpoint import MatcherCheckpoint, load_matcher_checkpoint
+from cvgl_ros.models.config import LearnedMatcherConfig
+from cvgl_ros.models.errors import WeightsError
+from cvgl_ros.models.matching import dual_softmax, select_matches, token_centers_px
+
+LOGGER = logging.getLogger(__name__)
+
+PATCH_SIZE_PX = 14
+FEATURES_INPUT = "images"
+FEATURES_OUTPUT = "descriptors"
+# File names of the exported features networks inside LearnedMatcherConfig.engine_dir.
+GROUND_FEATURES_STEM = "matcher_ground"
+AERIAL_FEATURES_STEM = "matcher_aerial"
+
+
+def _prepare(image: np.ndarray, size_hw_px: tuple[int, int]) -> np.ndarray:
+    """uint8 RGB/mono -> (1, 3, H, W) float32 in [0, 1] (cv2 resize, no torch)."""
+    import cv2
+
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (3, 4) or img.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) or (H, W) uint8, got {img.shape} {img.dtype}")
+    img = img[:, :, :3]
+    h, w = size_hw_px
+    if img.shape[:2] != (h, w):
+        shrink = img.shape[0] > h or img.shape[1] > w
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return np.ascontiguousarray(img.astype(np.float32).transpose(2, 0, 1)[None] / 255.0)
+
+
+class _Described:
+    """Descriptors of one image: (N, D) float32 and their (N, 2) pixel centres."""
+
+    def __init__(self, descriptors: np.ndarray, points_px: np.ndarray) -> None:
+        self.descriptors = descriptors
+        self.points_px = points_px
+
+
+class LearnedMatcher:
+    """Implements :class:`cvgl_ros.core.interfaces.Matcher` with learned descriptors.
+
+    Args:
+        ground_features: backend running ground images (1, 3, Hg, Wg) -> descriptors
+            (1, Hg/14, Wg/14, D).
+        aerial_features: backend for aerial patches (1, 3, Ha, Wa) -> (1, Ha/14, Wa/14, D);
+            may be the same object as ``ground_features`` for the torch backend.
+        checkpoint: the matcher checkpoint (temperature, dustbin, input sizes).
+        config: runtime options (top-K, mutual, size overrides, cache size).
+    """
+
+    def __init__(
+        self,
+        ground_features: InferenceBackend,
+        aerial_features: InferenceBackend,
+        checkpoint: MatcherCheckpoint,
+        config: LearnedMatcherConfig | None = None,
+    ) -> None:
+        self.config = config or LearnedMatcherConfig()
+        self.checkpoint = checkpoint
+        self._ground = ground_features
+        self._aerial = aerial_features
+        ck = checkpoint.config
+        self.ground_size_px = _round_size(self.config.ground_size_px or ck.ground_size_px)
+        self.aerial_size_px = _round_size(self.config.aerial_size_px or ck.aerial_size_px)
+        self.temperature = checkpoint.temperature
+        self.dustbin_score = checkpoint.dustbin_score
+        self.cache: AerialFeatureCache[_Described] = AerialFeatureCache(
+            self._describe_patch, max_entries=self.config.cache_size
+        )
+        self.last_latency_s: dict[str, float] = {}
+
+    @classmethod
+    def from_config(cls, config: LearnedMatcherConfig) -> LearnedMatcher:
+        """Load the checkpoint and open the configured backend.
+
+        Raises:
+            CheckpointError / WeightsError: missing or malformed weights.
+            MissingExtraError: the backend's package is not installed.
+        """
+        checkpoint = load_matcher_checkpoint(config.checkpoint_path)
+        if config.backend == "torch":
+            if not config.backbone_weights_path:
+                raise WeightsError(
+                    "learned.backbone_weights_path is required for the torch backend (a HF "
+                    "DINOv2 directory or dinov2_vit*14_pretrain.pth)"
+                )
+            net = build_features_network(checkpoint, config.backbone_weights_path)
+            backend = open_backend(
+                "torch",
+                net,
+                device=config.device,
+                fp16=config.fp16,
+                num_threads=config.num_threads,
+                input_names=(FEATURES_INPUT,),
+                output_names=(FEATURES_OUTPUT,),
+            )
+            return cls(backend, backend, checkpoint, config)
+        suffix = ".onnx" if config.backend == "onnxruntime" else ".engine"
+        engine_dir = Path(config.engine_dir)
+        ground = open_backend(
+            config.backend,
+            engine_dir / f"{GROUND_FEATURES_STEM}{suffix}",
+            device=config.device,
+            num_threads=config.num_threads,
+        )
+        aerial = open_backend(
+            config.backend,
+            engine_dir / f"{AERIAL_FEATURES_STEM}{suffix}",
+            device=config.device,
+            num_threads=config.num_threads,
+        )
+        return cls(ground, aerial, checkpoint, config)
+
+    def _run(
+        self, backend: InferenceBackend, image: np.ndarray, size: tuple[int, int]
+    ) -> _Described:
+        x = _prepare(image, size)
+        out = backend.run({backend.input_names[0]: x})[backend.output_names[0]]
+        if out.ndim != 4 or out.shape[0] != 1:
+            raise ValueError(f"features network returned shape {out.shape}, expected (1, h, w, D)")
+        grid = (int(out.shape[1]), int(out.shape[2]))
+        desc = np.ascontiguousarray(out[0].reshape(-1, out.shape[3]), dtype=np.float32)
+        pts = token_centers_px(grid, size, (image.shape[0], image.shape[1]))
+        return _Described(desc, pts)
+
+    def _describe_patch(self, patch: AerialPatch) -> _Described:
+        described = self._run(self._aerial, patch.image, self.aerial_size_px)
+        self.last_latency_s["aerial"] = self._aerial.last_latency_s
+        # Drop tokens whose centre falls on no-data so they cannot attract matches.
+        h, w = patch.valid_mask.shape
+        uv = np.clip(np.round(described.points_px).astype(np.int64), 0, [w - 1, h - 1])
+        valid = patch.valid_mask[uv[:, 1], uv[:, 0]]
+        return _Described(described.descriptors[valid], described.points_px[valid])
+
+    def match(self, ground_image: UInt8Array, patch: AerialPatch) -> Correspondences:
+        """Match a ground image against an aerial patch.
+
+        Args:
+            ground_image: (H, W, 3) uint8 RGB or (H, W) uint8 mono camera image.
+            patch: north-up aerial patch.
+
+        Returns:
+            Up to ``top_k`` correspondences, token centres in pixels of both images, weights =
+            dual-softmax probabilities in [0, 1], sorted by decreasing weight.
+        """
+        ground_image = np.asarray(ground_image)
+        if ground_image.dtype != np.uint8 or ground_image.size == 0:
+            raise ValueError(
+                f"ground_image must be a non-empty uint8 image, got {ground_image.dtype}"
+            )
+        ground = self._run(self._ground, ground_image, self.ground_size_px)
+        self.last_latency_s["ground"] = self._ground.last_latency_s
+        aerial = self.cache.get(patch)
+        if len(aerial.descriptors) == 0:
+            return Correspondences(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0))
+        probs = dual_softmax(
+            ground.descriptors, aerial.descriptors, self.temperature, self.dustbin_score
+        )
+        gi, ai, p = select_matches(
+            probs, self.config.top_k, self.config.mutual, self.config.min_probability
+        )
+        return Correspondences(ground.points_px[gi], aerial.points_px[ai], np.clip(p, 0.0, 1.0))
+
+    def close(self) -> None:
+        """Close the backends."""
+        self._ground.close()
+        if self._aerial is not self._ground:
+            self._aerial.close()
+
+
+def _round_size(size: tuple[int, int]) -> tuple[int, int]:
+    h, w = size
+    return (
+        max(PATCH_SIZE_PX, round(h / PATCH_SIZE_PX) * PATCH_SIZE_PX),
+        max(PATCH_SIZE_PX, round(w / PATCH_SIZE_PX) * PATCH_SIZE_PX),
+    )
+
+
+# --- torch networks (imported lazily: these need torch) ------------------------------------
+
+
+def build_features_network(
+    checkpoint: MatcherCheckpoint, backbone_weights_path: str | Path | None, **kwargs: Any
+) -> Any:
+    """DINOv2 + projection head with the checkpoint's head weights: images -> descriptors.
+
+    Args:
+        checkpoint: matcher checkpoint (head weights, backbone id).
+        backbone_weights_path: local DINOv2 weights; None = random backbone of the right
+            architecture (tests, benchmarks).
+        **kwargs: passed to :func:`cvgl_ros.models.backbone.dinov2_config` when random.
+
+    Returns:
+        ``FeaturesNetwork`` (torch module) in eval mode.
+    """
+    from cvgl_ros.models.networks import FeaturesNetwork
+
+    return FeaturesNetwork.from_checkpoint(checkpoint, backbone_weights_path, **kwargs)
