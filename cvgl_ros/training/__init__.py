@@ -15,10 +15,13 @@ Modules:
     geometry: ground/aerial feature-cell geometry (lifting with depth, metric aerial cells).
     datasets: VIGOR, KITTI (Shi & Li satellite crops) and synthetic orthophoto readers with one
         interface (:class:`~cvgl_ros.training.datasets.TrainingSample`).
-    cache: on-disk caches of frozen-backbone features and of depth maps.
+    cache: the frozen backbone and the on-disk cache of prepared samples (backbone tokens,
+        lifted cell points, depth computed once).
+    model: the trainable head + dual softmax (the node's modules) and its checkpoint export.
     config: the frozen training configuration read from YAML (unknown keys are an error).
-    validate: validation with the numpy RANSAC pipeline the node uses.
+    step: one differentiable training step, and validation with the node's numpy RANSAC.
     trainer: the training loop (AdamW, AMP on CUDA, checkpoint/resume, logs, best export).
+    configs/: example YAML files (synthetic CPU smoke run, VIGOR ViT-L, KITTI ViT-S).
 
 Nothing here is imported by the node; torch is required (extra ``torch``).
 """
