@@ -150,7 +150,6 @@ class CvglNode(Node):
 
     def _setup(self, components: Mapping[str, Any] | None) -> None:
         configs = self._declare_and_validate()
-        self._configs = configs
         try:
             self._pipeline = Pipeline.from_configs(
                 configs, logger=self.get_logger(), **dict(components or {})
@@ -265,7 +264,6 @@ class CvglNode(Node):
         if configs is None:
             return
         self._pipeline.update_configs(configs)
-        self._configs = configs
         names = ", ".join(p.name for p in params)
         self.get_logger().info(f"parameters updated: {names}")
 
@@ -361,7 +359,7 @@ class CvglNode(Node):
 
     def _publish(self, result: FrameResult) -> None:
         est = result.estimate
-        s = self._configs.node
+        s = self._pipeline.configs.node
         if est.ok:
             try:
                 pose = convert.build_pose_msg(est, s.map_frame, result.stamp)
@@ -393,7 +391,7 @@ class CvglNode(Node):
     def diagnostics_reports(self) -> list[convert.DiagnosticReport]:
         """The current diagnostic statuses (localization, GNSS, tiles)."""
         snap = self._pipeline.stats_snapshot()
-        s = self._configs.node
+        s = self._pipeline.configs.node
         now = time.monotonic()
         with self._cond:
             dropped = self._dropped
@@ -537,8 +535,11 @@ def main(args: Sequence[str] | None = None) -> int:
     rclpy.init(args=list(args) if args is not None else None)
     node: CvglNode | None = None
     try:
-        node = CvglNode()
+        # The executor exists before the node logs "ready": a Ctrl-C right after that must not
+        # interrupt the executor's construction (its half-built guard conditions would then
+        # print tracebacks at exit).
         executor = SingleThreadedExecutor()
+        node = CvglNode()
         executor.add_node(node)
         executor.spin()
     except StartupError as exc:

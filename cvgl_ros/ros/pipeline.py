@@ -18,6 +18,7 @@ import collections
 import dataclasses
 import logging
 import math
+import operator
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,9 @@ from cvgl_ros.ros.errors import FixRejectedError, MessageConversionError
 from cvgl_ros.ros.params import NodeConfigs, configs_from_params, merged_values
 
 _LATENCY_WINDOW = 50
+# A fix this much older than the newest one means the clock jumped back (bag looped, sim time
+# reset), seconds.
+_CLOCK_JUMP_BACK_S = 60.0
 
 
 class _Logger(Protocol):
@@ -79,14 +83,24 @@ class FixBuffer:
 
     def add(self, prior: GnssPrior) -> None:
         """Insert a fix in stamp order (a fix with an existing stamp replaces it)."""
-        stamps = [f.stamp_s for f in self._fixes]
-        i = bisect.bisect_left(stamps, prior.stamp_s)
+        i = bisect.bisect_left(self._fixes, prior.stamp_s, key=operator.attrgetter("stamp_s"))
         if i < len(self._fixes) and self._fixes[i].stamp_s == prior.stamp_s:
             self._fixes[i] = prior
         else:
             self._fixes.insert(i, prior)
         if len(self._fixes) > self._capacity:
             del self._fixes[0]
+
+    def add_or_restart(self, prior: GnssPrior) -> None:
+        """:meth:`add`, first forgetting every fix when the clock jumped back.
+
+        A fix more than a minute older than the newest one means a looped bag or a reset
+        simulation clock: the old fixes are then meaningless.
+        """
+        latest = self.latest
+        if latest is not None and prior.stamp_s < latest.stamp_s - _CLOCK_JUMP_BACK_S:
+            self.clear()
+        self.add(prior)
 
     def prior_at(self, stamp_s: float, max_age_s: float) -> GnssPrior:
         """The GNSS prior at ``stamp_s``.
@@ -258,7 +272,6 @@ class Pipeline:
         from cvgl_ros.core.mount import body_from_camera_for_mount
 
         self._configs = configs
-        self._settings = configs.node
         self._localizer = localizer
         self._log: _Logger = logger or logging.getLogger(__name__)
         self._lock = threading.Lock()
@@ -362,7 +375,7 @@ class Pipeline:
     @property
     def has_camera(self) -> bool:
         """True once a usable CameraInfo arrived (always True for panoramas)."""
-        return self._camera is not None or self._settings.camera_model == "equirectangular"
+        return self._camera is not None or self._configs.node.camera_model == "equirectangular"
 
     @property
     def latest_fix(self) -> GnssPrior | None:
@@ -404,7 +417,6 @@ class Pipeline:
         with self._lock:
             self._localizer = localizer
             self._configs = configs
-            self._settings = configs.node
 
     # ------------------------------------------------------------------ inputs
 
@@ -414,20 +426,32 @@ class Pipeline:
             self._warned.add(key)
             self._log.warning(f"skipping input ({key}): {message} (further ones only counted)")
 
+    def _reject_input(self, counter: str, kind: str, exc: Exception) -> bool:
+        """Count a ``kind`` message that did not convert and skip it; returns False.
+
+        A :class:`MessageConversionError` is skipped under its ``reason``, anything else (a
+        message of the wrong shape) as ``malformed``.
+
+        Args:
+            counter: the :class:`PipelineStats` input counter of the message's kind.
+            kind: key prefix (``camera_info``, ``fix``, ``imu``).
+            exc: what the conversion raised.
+        """
+        if isinstance(exc, MessageConversionError):
+            key, message = f"{kind}:{exc.reason}", str(exc)
+        else:
+            key, message = f"{kind}:malformed", f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+            self._skip(key, message)
+        return False
+
     def on_camera_info(self, msg: Any) -> bool:
         """Store the camera model of a CameraInfo message; False when it was unusable."""
         try:
             camera = convert.camera_from_camera_info(msg)
-        except MessageConversionError as exc:
-            with self._lock:
-                self.stats.camera_infos_in += 1
-                self._skip(f"camera_info:{exc.reason}", str(exc))
-            return False
-        except (AttributeError, TypeError, ValueError) as exc:
-            with self._lock:
-                self.stats.camera_infos_in += 1
-                self._skip("camera_info:malformed", f"{type(exc).__name__}: {exc}")
-            return False
+        except (AttributeError, TypeError, ValueError) as exc:  # incl. MessageConversionError
+            return self._reject_input("camera_infos_in", "camera_info", exc)
         with self._lock:
             self.stats.camera_infos_in += 1
             self._camera = camera
@@ -435,21 +459,13 @@ class Pipeline:
 
     def on_fix(self, msg: Any) -> bool:
         """Add a NavSatFix to the fix buffer; False when it was rejected (counted)."""
-        s = self._settings
+        s = self._configs.node
         try:
             prior = convert.gnss_prior_from_navsatfix(
                 msg, s.fix_default_sigma_m, s.fix_min_sigma_m
             )
-        except FixRejectedError as exc:
-            with self._lock:
-                self.stats.fixes_in += 1
-                self._skip(f"fix:{exc.reason}", str(exc))
-            return False
-        except (AttributeError, TypeError, ValueError) as exc:
-            with self._lock:
-                self.stats.fixes_in += 1
-                self._skip("fix:malformed", f"{type(exc).__name__}: {exc}")
-            return False
+        except (AttributeError, TypeError, ValueError) as exc:  # incl. FixRejectedError
+            return self._reject_input("fixes_in", "fix", exc)
         with self._lock:
             self.stats.fixes_in += 1
         return self.on_gnss_prior(prior, counted=True)
@@ -459,11 +475,7 @@ class Pipeline:
         with self._lock:
             if not counted:
                 self.stats.fixes_in += 1
-            latest = self._fixes.latest
-            if latest is not None and prior.stamp_s < latest.stamp_s - 60.0:
-                # The clock jumped back (bag looped, sim time reset): old fixes are meaningless.
-                self._fixes.clear()
-            self._fixes.add(prior)
+            self._fixes.add_or_restart(prior)
             self.stats.fixes_used += 1
         return True
 
@@ -472,12 +484,9 @@ class Pipeline:
         try:
             q = convert.imu_orientation_xyzw(msg)
             stamp_s = convert.header_stamp_s(msg)
-            sigma = convert.imu_yaw_sigma_rad(msg, self._settings.imu_yaw_sigma_rad)
+            sigma = convert.imu_yaw_sigma_rad(msg, self._configs.node.imu_yaw_sigma_rad)
         except (AttributeError, TypeError, ValueError) as exc:
-            with self._lock:
-                self.stats.imu_in += 1
-                self._skip("imu:malformed", f"{type(exc).__name__}: {exc}")
-            return False
+            return self._reject_input("imu_in", "imu", exc)
         with self._lock:
             self.stats.imu_in += 1
             if q is None:
@@ -528,7 +537,7 @@ class Pipeline:
         self, image: UInt8Array, stamp_s: float, frame_id: str = "", *, decode_s: float = 0.0
     ) -> FrameResult:
         """Localize a decoded (H, W, 3) uint8 RGB image stamped ``stamp_s`` (seconds)."""
-        s = self._settings
+        s = self._configs.node
         with self._lock:
             localizer = self._localizer
             try:
@@ -574,7 +583,7 @@ class Pipeline:
 
     def _camera_for(self, camera: Any, image: UInt8Array) -> Any:
         height, width = int(image.shape[0]), int(image.shape[1])
-        if self._settings.camera_model == "equirectangular":
+        if self._configs.node.camera_model == "equirectangular":
             from cvgl_ros.core.camera import EquirectangularCamera
 
             return EquirectangularCamera(width, height)
@@ -592,20 +601,16 @@ class Pipeline:
         """(gravity_from_camera, yaw prior rad or None, yaw prior sigma rad or None)."""
         from cvgl_ros.core.mount import gravity_from_imu
 
-        s = self._settings
-        static = self._static_gravity()
+        s = self._configs.node
         if not s.use_imu or imu_q is None or abs(stamp_s - imu_stamp_s) > s.max_imu_age_s:
             if s.use_imu and "imu:stale" not in self._warned:
                 self._warned.add("imu:stale")
                 self._log.warning("no recent IMU orientation: using the static camera mount")
-            return static, None, None
+            return self._body_from_camera, None, None  # level body: gravity frame = body frame
         gravity = gravity_from_imu(imu_q, self._body_from_camera)
         if not s.use_imu_yaw:
             return gravity, None, None
         return gravity, convert.yaw_from_quaternion_xyzw(imu_q), imu_sigma
-
-    def _static_gravity(self) -> FloatArray:
-        return self._body_from_camera
 
     def _finish(
         self,

@@ -35,14 +35,21 @@ from typing import Literal, Protocol
 import cv2
 import numpy as np
 
+from cvgl_ros.core.mount import (
+    BODY_FROM_OPTICAL_FORWARD,
+    BODY_FROM_OPTICAL_NADIR,
+    rot_x,
+    rot_y,
+    rot_z,
+)
 from cvgl_ros.core.types import AerialPatch, BoolArray, FloatArray, UInt8Array
 
 Mount = Literal["nadir", "forward"]
 
-# Columns: the optical x, y, z axes expressed in the FLU body frame.
+# Columns: the optical x, y, z axes expressed in the FLU body frame (the core's mounts).
 _BODY_FROM_CAMERA: dict[str, FloatArray] = {
-    "nadir": np.array([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]),
-    "forward": np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]),
+    "nadir": BODY_FROM_OPTICAL_NADIR,
+    "forward": BODY_FROM_OPTICAL_FORWARD,
 }
 
 # Sky colours (RGB) at the horizon and at the top of a forward image.
@@ -99,13 +106,7 @@ def world_from_body_rotation(
     Returns:
         (3, 3) float64 rotation matrix.
     """
-    cy, sy = math.cos(yaw_rad), math.sin(yaw_rad)
-    cp, sp = math.cos(pitch_rad), math.sin(pitch_rad)
-    cr, sr = math.cos(roll_rad), math.sin(roll_rad)
-    rz = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
-    ry = np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])
-    return np.asarray(rz @ ry @ rx, dtype=np.float64)
+    return np.asarray(rot_z(yaw_rad) @ rot_y(pitch_rad) @ rot_x(roll_rad), dtype=np.float64)
 
 
 def world_from_camera_rotation(
@@ -160,6 +161,23 @@ class WorldRenderer:
         self._levels: list[tuple[UInt8Array, UInt8Array]] = [
             (world.image, world.valid_mask.astype(np.uint8) * 255)
         ]
+        # The last camera's pixel rays: a flight renders every frame with the same camera.
+        self._rays_of: tuple[RayCamera, FloatArray] | None = None
+
+    def _camera_rays(self, camera: RayCamera) -> FloatArray:
+        """(H * W, 3) float64 unit rays of every pixel (row-major), optical frame.
+
+        Cached for the last camera object (camera models are immutable).
+        """
+        cached = self._rays_of
+        if cached is not None and cached[0] is camera:
+            return cached[1]
+        w_px, h_px = int(camera.width_px), int(camera.height_px)
+        uu, vv = np.meshgrid(np.arange(w_px, dtype=np.float64), np.arange(h_px, dtype=np.float64))
+        pixels = np.stack([uu.ravel(), vv.ravel()], axis=1)
+        rays = np.asarray(camera.rays(pixels), dtype=np.float64)
+        self._rays_of = (camera, rays)
+        return rays
 
     def _level(self, index: int) -> tuple[UInt8Array, UInt8Array]:
         while len(self._levels) <= index:
@@ -197,9 +215,7 @@ class WorldRenderer:
         if c[2] <= 0.0:
             raise ValueError(f"camera height must be above the ground, got up = {c[2]} m")
         w_px, h_px = int(camera.width_px), int(camera.height_px)
-        uu, vv = np.meshgrid(np.arange(w_px, dtype=np.float64), np.arange(h_px, dtype=np.float64))
-        pixels = np.stack([uu.ravel(), vv.ravel()], axis=1)
-        rays_w = np.asarray(camera.rays(pixels), dtype=np.float64) @ r.T  # (N, 3) ENU
+        rays_w = self._camera_rays(camera) @ r.T  # (N, 3) ENU
         down = -rays_w[:, 2]
         with np.errstate(divide="ignore", invalid="ignore"):
             t = np.where(down > 1e-9, c[2] / down, np.inf)
@@ -261,6 +277,18 @@ class WorldRenderer:
         return np.asarray(np.clip(rgb, 0, 255), dtype=np.uint8)
 
 
+def _camera_enu_m(camera_en_m: FloatArray, height_m: float) -> FloatArray:
+    """(2,) camera (east, north) metres and a height -> (3,) float64 ENU position.
+
+    Raises:
+        ValueError: ``camera_en_m`` does not hold exactly two values.
+    """
+    en = np.asarray(camera_en_m, dtype=np.float64).reshape(-1)
+    if en.shape != (2,):
+        raise ValueError(f"camera_en_m must be (2,), got shape {en.shape}")
+    return np.array([en[0], en[1], float(height_m)])
+
+
 def render_nadir_view(
     world: AerialPatch,
     camera: RayCamera,
@@ -284,10 +312,7 @@ def render_nadir_view(
     Returns:
         (H, W, 3) uint8 RGB; black where the world has no imagery.
     """
-    en = np.asarray(camera_en_m, dtype=np.float64).reshape(-1)
-    if en.shape != (2,):
-        raise ValueError(f"camera_en_m must be (2,), got shape {en.shape}")
-    pose = np.array([en[0], en[1], float(altitude_m)])
+    pose = _camera_enu_m(camera_en_m, altitude_m)
     rot = world_from_camera_rotation("nadir", yaw_enu_rad, pitch_rad, roll_rad)
     return WorldRenderer(world).render(camera, pose, rot).image
 
@@ -320,9 +345,6 @@ def render_ground_view(
     Returns:
         (H, W, 3) uint8 RGB.
     """
-    en = np.asarray(camera_en_m, dtype=np.float64).reshape(-1)
-    if en.shape != (2,):
-        raise ValueError(f"camera_en_m must be (2,), got shape {en.shape}")
-    pose = np.array([en[0], en[1], float(camera_height_m)])
+    pose = _camera_enu_m(camera_en_m, camera_height_m)
     rot = world_from_camera_rotation("forward", yaw_enu_rad, pitch_rad, roll_rad)
     return WorldRenderer(world, max_range_m=max_range_m).render(camera, pose, rot).image

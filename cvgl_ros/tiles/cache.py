@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cvgl_ros.tiles.config import CacheConfig
 from cvgl_ros.tiles.errors import (
@@ -91,6 +91,19 @@ def _classify(exc: sqlite3.Error, what: str) -> CacheError:
     if "locked" in msg or "busy" in msg:
         return CacheLockedError(f"tile cache locked while {what}: {exc}")
     return CacheError(f"tile cache error while {what}: {exc}")
+
+
+@contextlib.contextmanager
+def _immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back when the body or the commit raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 class TileCache:
@@ -207,18 +220,7 @@ class TileCache:
         Raises:
             CacheError: the database cannot be read.
         """
-        try:
-            row = (
-                self._conn()
-                .execute(
-                    "SELECT tile_data FROM tile_store WHERE source_id = ? AND zoom_level = ? "
-                    "AND tile_column = ? AND tile_row = ?",
-                    (source_id, z, x, _tms_row(z, y)),
-                )
-                .fetchone()
-            )
-        except sqlite3.Error as exc:
-            raise _classify(exc, "reading a tile") from exc
+        row = self._select_tile("tile_data", source_id, z, x, y)
         if row is None:
             self._count("misses")
             return None
@@ -232,11 +234,21 @@ class TileCache:
 
     def contains(self, source_id: str, z: int, x: int, y: int) -> bool:
         """True when the tile is stored (no counters, no access-time update)."""
+        return self._select_tile("1", source_id, z, x, y) is not None
+
+    def _select_tile(
+        self, column: Literal["tile_data", "1"], source_id: str, z: int, x: int, y: int
+    ) -> Any:
+        """``SELECT column`` of one stored tile: the row, or None when it is not stored.
+
+        Raises:
+            CacheError: the database cannot be read.
+        """
         try:
-            row = (
+            return (
                 self._conn()
                 .execute(
-                    "SELECT 1 FROM tile_store WHERE source_id = ? AND zoom_level = ? "
+                    f"SELECT {column} FROM tile_store WHERE source_id = ? AND zoom_level = ? "
                     "AND tile_column = ? AND tile_row = ?",
                     (source_id, z, x, _tms_row(z, y)),
                 )
@@ -244,7 +256,6 @@ class TileCache:
             )
         except sqlite3.Error as exc:
             raise _classify(exc, "reading a tile") from exc
-        return row is not None
 
     def size_bytes(self) -> int:
         """Total stored tile bytes (all sources)."""
@@ -317,8 +328,7 @@ class TileCache:
         try:
             with self._write_lock:
                 conn = self._conn()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with _immediate_transaction(conn):
                     conn.execute(
                         "INSERT INTO tile_store (source_id, zoom_level, tile_column, tile_row, "
                         "tile_data, size_bytes, format, fetched_s, accessed_s) "
@@ -336,11 +346,6 @@ class TileCache:
                     )
                     self._flush_touches_locked(conn)
                     self._evict_locked(conn, self.config.max_size_bytes)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
         except sqlite3.Error as exc:
             err = _classify(exc, f"storing tile {source_id} {z}/{x}/{y}")
             self._count("write_errors")
@@ -374,15 +379,9 @@ class TileCache:
         try:
             with self._write_lock:
                 conn = self._conn()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with _immediate_transaction(conn):
                     self._flush_touches_locked(conn)
                     self._evict_locked(conn, max_size_bytes or self.config.max_size_bytes)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
         except sqlite3.Error as exc:
             raise _classify(exc, "evicting tiles") from exc
         return self.counters["evicted_tiles"] - before
@@ -442,14 +441,8 @@ class TileCache:
         try:
             if not block:
                 conn.execute("PRAGMA busy_timeout = 0")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate_transaction(conn):
                 self._flush_touches_locked(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
             return True
         except sqlite3.Error as exc:
             log.debug("tile cache: access-time flush deferred: %s", exc)

@@ -231,6 +231,24 @@ class PatchConfig:
             )
         _non_negative("fetch_budget_s", self.fetch_budget_s)
 
+    def resolve_overrides(
+        self, patch_size_px: int | None, patch_m_per_px: float | None
+    ) -> tuple[int, float]:
+        """The (edge px, metres per pixel) of one ``patch_at`` request.
+
+        Args:
+            patch_size_px: override of ``patch_size_px`` (None or 0: the configured one).
+            patch_m_per_px: override of ``patch_m_per_px`` (None or 0: the configured one).
+
+        Raises:
+            ValueError: an override outside the range the fields accept.
+        """
+        size = int(patch_size_px or self.patch_size_px)
+        mpp = float(patch_m_per_px or self.patch_m_per_px)
+        if size != self.patch_size_px or mpp != self.patch_m_per_px:
+            PatchConfig(patch_size_px=size, patch_m_per_px=mpp)  # validates the overrides
+        return size, mpp
+
 
 @dataclass(frozen=True)
 class CacheConfig:

@@ -27,8 +27,8 @@ import mercantile
 import numpy as np
 import pyproj
 
-from cvgl_ros.core.errors import InvalidInputError
-from cvgl_ros.core.types import FloatArray
+from cvgl_ros.core.errors import InvalidInputError, NoImageryError
+from cvgl_ros.core.types import BoolArray, FloatArray
 from cvgl_ros.tiles.errors import OutsideTileGridError
 
 # Web Mercator is defined up to this latitude (the square world), degrees.
@@ -173,6 +173,56 @@ def source_pixel_maps(
         maps.append(out)
     map_x, map_y = maps
     return map_x, map_y, off_x, off_y
+
+
+def centre_step_px(map_x: np.ndarray, map_y: np.ndarray) -> float:
+    """Source pixels per patch pixel at the patch centre (the map is near-linear there).
+
+    Args:
+        map_x: (S, S) float32 source columns of the patch pixels (a :func:`source_pixel_maps`
+            map, possibly shifted).
+        map_y: (S, S) float32 source rows.
+
+    Returns:
+        The longer of the source steps of one patch pixel along u and along v; 1.0 for a
+        one-pixel patch.
+    """
+    size = map_x.shape[0]
+    if size <= 1:
+        return 1.0
+    c = size // 2
+    du = math.hypot(map_x[c, c] - map_x[c, c - 1], map_y[c, c] - map_y[c, c - 1])
+    dv = math.hypot(map_x[c, c] - map_x[c - 1, c], map_y[c, c] - map_y[c - 1, c])
+    return max(du, dv)
+
+
+def check_valid_fraction(
+    valid_mask: BoolArray,
+    min_valid_fraction: float,
+    source_id: str,
+    lat_deg: float,
+    lon_deg: float,
+    detail: str = "",
+) -> None:
+    """Refuse a patch with no valid pixel or less than ``min_valid_fraction`` valid.
+
+    Args:
+        valid_mask: (S, S) bool, True where the patch has imagery.
+        min_valid_fraction: see :class:`~cvgl_ros.tiles.config.PatchConfig`.
+        source_id: the patch source, for the message.
+        lat_deg: patch centre latitude, degrees (for the message).
+        lon_deg: patch centre longitude, degrees (for the message).
+        detail: appended to the message (e.g. the zoom level and missing tiles).
+
+    Raises:
+        NoImageryError: too little of the patch is valid.
+    """
+    fraction = float(valid_mask.mean())
+    if fraction == 0.0 or fraction < min_valid_fraction:
+        raise NoImageryError(
+            f"{source_id}: only {100 * fraction:.1f} % of the patch at "
+            f"({lat_deg:.6f}, {lon_deg:.6f}) has imagery{detail}"
+        )
 
 
 @functools.lru_cache(maxsize=8)

@@ -26,7 +26,14 @@ from rasterio.windows import Window
 from cvgl_ros.core.errors import NoImageryError
 from cvgl_ros.core.types import AerialPatch, FloatArray
 from cvgl_ros.tiles.config import PatchConfig
-from cvgl_ros.tiles.geo import check_lat_lon, lonlat_transformer, source_pixel_maps
+from cvgl_ros.tiles.geo import (
+    centre_step_px,
+    check_lat_lon,
+    check_valid_fraction,
+    lonlat_transformer,
+    source_pixel_maps,
+)
+from cvgl_ros.tiles.imaging import split_rgba
 
 log = logging.getLogger(__name__)
 
@@ -233,22 +240,13 @@ class GeoTiffPatchSource:
         """
         t0 = time.perf_counter()
         lat, lon = check_lat_lon(lat_deg, lon_deg)
-        size = int(patch_size_px or self.config.patch_size_px)
-        mpp = float(patch_m_per_px or self.config.patch_m_per_px)
-        if size != self.config.patch_size_px or mpp != self.config.patch_m_per_px:
-            PatchConfig(patch_size_px=size, patch_m_per_px=mpp)  # validates the overrides
+        size, mpp = self.config.resolve_overrides(patch_size_px, patch_m_per_px)
         try:
             image, valid = self._render(lat, lon, size, mpp)
+            check_valid_fraction(valid, self.config.min_valid_fraction, self.source_id, lat, lon)
         except NoImageryError:
             self._counters["no_imagery"] += 1
             raise
-        fraction = float(valid.mean())
-        if fraction == 0.0 or fraction < self.config.min_valid_fraction:
-            self._counters["no_imagery"] += 1
-            raise NoImageryError(
-                f"{self.source_id}: only {100 * fraction:.1f} % of the patch at "
-                f"({lat:.6f}, {lon:.6f}) has imagery"
-            )
         self._counters["patches"] += 1
         self._counters["last_patch_ms"] = 1e3 * (time.perf_counter() - t0)
         return AerialPatch(
@@ -283,14 +281,7 @@ class GeoTiffPatchSource:
             raise NoImageryError(
                 f"{self.source_id}: the patch at ({lat:.6f}, {lon:.6f}) lies outside the raster"
             )
-        # Source pixels per patch pixel, from the map's steps along u and v (near-linear map).
-        c = size // 2
-        if size > 1:
-            du = math.hypot(map_x[c, c] - map_x[c, c - 1], map_y[c, c] - map_y[c, c - 1])
-            dv = math.hypot(map_x[c, c] - map_x[c - 1, c], map_y[c, c] - map_y[c - 1, c])
-            factor = max(float(du), float(dv))
-        else:
-            factor = 1.0
+        factor = centre_step_px(map_x, map_y)  # source pixels per patch pixel
         win = Window(cx0, cy0, cx1 - cx0, cy1 - cy0)
         if factor > _DECIMATE_ABOVE:
             dec = math.floor(factor)
@@ -328,10 +319,9 @@ class GeoTiffPatchSource:
         # source pixel it interpolates is valid (alpha exactly 255).
         alpha = np.where(mask > 0, np.uint8(255), np.uint8(0))
         rgba = cv2.merge([*(planes[b] for b in self._bands), alpha])
-        out = cv2.remap(rgba, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        image = np.asarray(cv2.cvtColor(out, cv2.COLOR_RGBA2RGB), dtype=np.uint8)
-        valid = np.asarray(cv2.extractChannel(out, 3) == 255, dtype=np.bool_)
-        return image, valid
+        return split_rgba(
+            cv2.remap(rgba, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        )
 
     def _to_uint8(self, plane: np.ndarray, band: int) -> np.ndarray:
         """(h, w) raster values of one band -> (h, w) uint8 with the file's stretch."""

@@ -113,7 +113,19 @@ def decode_tile(data: bytes, expected_size_px: int | None = None) -> tuple[UInt8
     Raises:
         TileDecodeError: not an image, truncated, undecodable or of the wrong size.
     """
-    rgba = decode_tile_rgba(data, expected_size_px)
+    return split_rgba(decode_tile_rgba(data, expected_size_px))
+
+
+def split_rgba(rgba: np.ndarray) -> tuple[UInt8Array, BoolArray]:
+    """RGB + validity alpha -> RGB and a validity mask.
+
+    Args:
+        rgba: (H, W, 4) uint8; alpha 255 marks valid pixels (as :func:`decode_tile_rgba` packs
+            them; after resampling, anything below 255 touched an invalid pixel).
+
+    Returns:
+        (rgb, valid): (H, W, 3) uint8 and (H, W) bool, True exactly where alpha is 255.
+    """
     rgb = np.asarray(cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB), dtype=np.uint8)
     return rgb, np.asarray(cv2.extractChannel(rgba, 3) == 255, dtype=np.bool_)
 

@@ -25,12 +25,15 @@ from cvgl_ros.core.errors import NoImageryError
 from cvgl_ros.core.types import AerialPatch, FloatArray
 from cvgl_ros.tiles.config import PatchConfig
 from cvgl_ros.tiles.geo import (
+    centre_step_px,
     check_in_web_mercator,
     check_lat_lon,
+    check_valid_fraction,
     choose_zoom,
     lonlat_transformer,
     source_pixel_maps,
 )
+from cvgl_ros.tiles.imaging import split_rgba
 from cvgl_ros.tiles.provider import TileProvider
 
 log = logging.getLogger(__name__)
@@ -115,22 +118,24 @@ class TilePatchSource:
         except NoImageryError:
             self._counters["no_imagery"] += 1
             raise
-        size = int(patch_size_px or self.config.patch_size_px)
-        mpp = float(patch_m_per_px or self.config.patch_m_per_px)
-        if size != self.config.patch_size_px or mpp != self.config.patch_m_per_px:
-            PatchConfig(patch_size_px=size, patch_m_per_px=mpp)  # validates the overrides
+        size, mpp = self.config.resolve_overrides(patch_size_px, patch_m_per_px)
         if self.prefetcher is not None:
             self.prefetcher.update_fix(lat, lon)
         zoom = self.zoom_for(lat, mpp)
         image, valid, missing = self._render(lat, lon, size, mpp, zoom)
         self._counters["missing_tiles"] += missing
-        fraction = float(valid.mean())
-        if fraction == 0.0 or fraction < self.config.min_valid_fraction:
-            self._counters["no_imagery"] += 1
-            raise NoImageryError(
-                f"{self.source_id}: only {100 * fraction:.1f} % of the patch at "
-                f"({lat:.6f}, {lon:.6f}) has imagery at zoom {zoom} ({missing} tiles missing)"
+        try:
+            check_valid_fraction(
+                valid,
+                self.config.min_valid_fraction,
+                self.source_id,
+                lat,
+                lon,
+                f" at zoom {zoom} ({missing} tiles missing)",
             )
+        except NoImageryError:
+            self._counters["no_imagery"] += 1
+            raise
         self._counters["patches"] += 1
         self._counters["last_zoom"] = zoom
         self._counters["last_patch_ms"] = 1e3 * (time.perf_counter() - t0)
@@ -228,15 +233,7 @@ class TilePatchSource:
         mx += np.float32(off_x - tx0 * ts)
         my = map_y
         my += np.float32(off_y - ty0 * ts)
-        c = size // 2
-        step = (
-            max(
-                math.hypot(mx[c, c] - mx[c, c - 1], my[c, c] - my[c, c - 1]),
-                math.hypot(mx[c, c] - mx[c - 1, c], my[c, c] - my[c - 1, c]),
-            )
-            if size > 1
-            else 1.0
-        )
+        step = centre_step_px(mx, my)
         if step > _PREDOWNSAMPLE_ABOVE:
             # Tiles finer than the patch: area-average first so bilinear sampling cannot alias.
             h, w = mosaic.shape[:2]
@@ -249,8 +246,8 @@ class TilePatchSource:
             my = (my + np.float32(0.5)) / np.float32(sy) - np.float32(0.5)
         out = cv2.remap(mosaic, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         # Valid only where every tile pixel contributing to the patch pixel is valid.
-        patch_valid = cv2.extractChannel(out, 3) == 255
-        return cv2.cvtColor(out, cv2.COLOR_RGBA2RGB), patch_valid, missing
+        image, valid = split_rgba(out)
+        return image, valid, missing
 
     def _fetch_pool(self) -> ThreadPoolExecutor:
         with self._pool_lock:

@@ -32,11 +32,9 @@ from cvgl_ros.tiles.geo import (
     lonlat_to_en,
     tiles_in_radius,
 )
-from cvgl_ros.tiles.provider import TileProvider
+from cvgl_ros.tiles.provider import TileKey, TileProvider
 
 log = logging.getLogger(__name__)
-
-TileKey = tuple[int, int, int]
 
 # Velocities estimated from fixes further apart than this are ignored, seconds.
 _MAX_VELOCITY_DT_S = 10.0

@@ -109,6 +109,28 @@ def _floats(values: list[str]) -> FloatArray:
     return np.array([float(v) if v.strip() else math.nan for v in values], dtype=np.float64)
 
 
+def _stamps_ns(values: list[str]) -> IntArray:
+    return np.array([int(v) for v in values], dtype=np.int64)
+
+
+def _statuses(values: list[str]) -> tuple[str, ...]:
+    return tuple(s.strip() for s in values)
+
+
+def _status_ok(status: tuple[str, ...]) -> BoolArray:
+    return np.array([s == "ok" for s in status], dtype=bool)
+
+
+def _cov_en_m2(c: dict[str, list[str]]) -> FloatArray:
+    """(N, 2, 2) east/north covariances from the ``var_east_m2``, ``var_north_m2`` and
+    ``cov_east_north_m2`` columns (NaN where empty)."""
+    cov = np.full((len(c["stamp_ns"]), 2, 2), np.nan)
+    cov[:, 0, 0] = _floats(c["var_east_m2"])
+    cov[:, 1, 1] = _floats(c["var_north_m2"])
+    cov[:, 0, 1] = cov[:, 1, 0] = _floats(c["cov_east_north_m2"])
+    return cov
+
+
 @dataclass(frozen=True)
 class PoseTable:
     """``poses.csv`` as arrays (N frames; NaN where a field is empty)."""
@@ -127,7 +149,7 @@ class PoseTable:
     @property
     def ok(self) -> BoolArray:
         """(N,) bool, True for frames with a published pose."""
-        return np.array([s == "ok" for s in self.status], dtype=bool)
+        return _status_ok(self.status)
 
 
 def load_poses(path: str | Path) -> PoseTable:
@@ -137,18 +159,13 @@ def load_poses(path: str | Path) -> PoseTable:
         EvalError: missing file or columns.
     """
     c = _read_csv(path, POSE_COLUMNS)
-    n = len(c["stamp_ns"])
-    cov = np.full((n, 2, 2), np.nan)
-    cov[:, 0, 0] = _floats(c["var_east_m2"])
-    cov[:, 1, 1] = _floats(c["var_north_m2"])
-    cov[:, 0, 1] = cov[:, 1, 0] = _floats(c["cov_east_north_m2"])
     return PoseTable(
-        stamp_ns=np.array([int(v) for v in c["stamp_ns"]], dtype=np.int64),
-        status=tuple(s.strip() for s in c["status"]),
+        stamp_ns=_stamps_ns(c["stamp_ns"]),
+        status=_statuses(c["status"]),
         lat_deg=_floats(c["lat_deg"]),
         lon_deg=_floats(c["lon_deg"]),
         yaw_enu_rad=_floats(c["yaw_enu_rad"]),
-        cov_en_m2=cov,
+        cov_en_m2=_cov_en_m2(c),
         var_yaw_rad2=_floats(c["var_yaw_rad2"]),
         inliers=_floats(c["inliers"]),
         inlier_ratio=_floats(c["inlier_ratio"]),
@@ -169,7 +186,7 @@ class PriorTable:
     @property
     def ok(self) -> BoolArray:
         """(N,) bool, True where a fix was available."""
-        return np.array([s == "ok" for s in self.status], dtype=bool)
+        return _status_ok(self.status)
 
 
 def load_prior(path: str | Path) -> PriorTable:
@@ -179,17 +196,12 @@ def load_prior(path: str | Path) -> PriorTable:
         EvalError: missing file or columns.
     """
     c = _read_csv(path, PRIOR_COLUMNS[:7])
-    n = len(c["stamp_ns"])
-    cov = np.full((n, 2, 2), np.nan)
-    cov[:, 0, 0] = _floats(c["var_east_m2"])
-    cov[:, 1, 1] = _floats(c["var_north_m2"])
-    cov[:, 0, 1] = cov[:, 1, 0] = _floats(c["cov_east_north_m2"])
     return PriorTable(
-        stamp_ns=np.array([int(v) for v in c["stamp_ns"]], dtype=np.int64),
-        status=tuple(s.strip() for s in c["status"]),
+        stamp_ns=_stamps_ns(c["stamp_ns"]),
+        status=_statuses(c["status"]),
         lat_deg=_floats(c["lat_deg"]),
         lon_deg=_floats(c["lon_deg"]),
-        cov_en_m2=cov,
+        cov_en_m2=_cov_en_m2(c),
     )
 
 
@@ -210,7 +222,7 @@ def load_truth(path: str | Path) -> TruthTable:
         EvalError: missing file or columns, or no rows.
     """
     c = _read_csv(path, TRUTH_COLUMNS)
-    stamps = np.array([int(v) for v in c["stamp_ns"]], dtype=np.int64)
+    stamps = _stamps_ns(c["stamp_ns"])
     if len(stamps) == 0:
         raise EvalError(f"{path}: no truth rows")
     order = np.argsort(stamps, kind="stable")

@@ -88,9 +88,13 @@ def published_covariance(cov_en_yaw: Any) -> Any:
     """
     from cvgl_ros.ros import convert
 
-    cov6 = np.asarray(convert.pose_covariance_6x6(cov_en_yaw), dtype=np.float64).reshape(6, 6)
+    return _en_yaw_block(convert.pose_covariance_6x6(cov_en_yaw))
+
+
+def _en_yaw_block(cov6: Any) -> Any:
+    """The (east, north, yaw) 3x3 block of a row-major 6x6 pose covariance (36 values)."""
     idx = [0, 1, 5]
-    return cov6[np.ix_(idx, idx)]
+    return np.asarray(cov6, dtype=np.float64).reshape(6, 6)[np.ix_(idx, idx)]
 
 
 def pose_row(rec: FrameRecord) -> list[str]:
@@ -243,10 +247,7 @@ def iter_bag(bag: str | Path, topics: BagTopics) -> Iterator[tuple[str, int, Any
     """
     reader = _open_reader(bag)
     try:
-        available = {c.topic for c in reader.connections}
-        topics.resolved = resolve_topics(available, topics)
-        by_topic = {v: k for k, v in topics.resolved.items()}
-        conns = [c for c in reader.connections if c.topic in by_topic]
+        by_topic, conns = _role_connections(reader, topics)
         for conn, t_ns, raw in reader.messages(connections=conns):
             try:
                 msg = reader.deserialize(raw, conn.msgtype)
@@ -256,6 +257,17 @@ def iter_bag(bag: str | Path, topics: BagTopics) -> Iterator[tuple[str, int, Any
             yield by_topic[conn.topic], int(t_ns), msg
     finally:
         reader.close()
+
+
+def _role_connections(reader: Any, topics: BagTopics) -> tuple[dict[str, str], list[Any]]:
+    """Fill ``topics.resolved`` from the bag's topics.
+
+    Returns:
+        (role by topic name, the reader's connections on those topics).
+    """
+    topics.resolved = resolve_topics({c.topic for c in reader.connections}, topics)
+    by_topic = {v: k for k, v in topics.resolved.items()}
+    return by_topic, [c for c in reader.connections if c.topic in by_topic]
 
 
 def _header_stamp_ns(msg: Any) -> int:
@@ -295,10 +307,7 @@ class PriorTracker:
             )
         except (FixRejectedError, AttributeError, TypeError, ValueError):
             return
-        latest = self._buffer.latest
-        if latest is not None and prior.stamp_s < latest.stamp_s - 60.0:
-            self._buffer.clear()
-        self._buffer.add(prior)
+        self._buffer.add_or_restart(prior)
 
     def prior_at(self, stamp_s: float) -> tuple[GnssPrior | None, str]:
         from cvgl_ros.ros.errors import FixRejectedError
@@ -389,17 +398,44 @@ def replay_pipeline(
             if max_frames is not None and len(records) >= max_frames:
                 break
     wall = time.perf_counter() - t_start
-    extra = {
-        "mode": "pipeline",
+    extra = _run_summary(
+        "pipeline", bag, topics, msg_counts, len(records), wall, busy_s, pipeline.stats_snapshot()
+    )
+    return records, extra
+
+
+def _run_summary(
+    mode: str,
+    bag: str | Path,
+    topics: BagTopics,
+    msg_counts: Counter[str],
+    frames: int,
+    wall_s: float,
+    busy_s: float,
+    pipeline_stats: dict[str, Any],
+) -> dict[str, Any]:
+    """The mode-specific part of ``summary.json``: messages, wall time and throughput.
+
+    Args:
+        mode: ``pipeline`` or ``node``.
+        bag: the bag replayed.
+        topics: the topics (resolved).
+        msg_counts: messages read per role.
+        frames: images localized.
+        wall_s: wall time of the replay, seconds.
+        busy_s: time spent localizing the images, seconds.
+        pipeline_stats: the pipeline's counters.
+    """
+    return {
+        "mode": mode,
         "bag": str(bag),
         "topics": dict(topics.resolved),
         "messages": dict(msg_counts),
-        "wall_s": wall,
-        "frames_per_s_wall": len(records) / wall if wall > 0 else math.nan,
-        "frames_per_s_processing": len(records) / busy_s if busy_s > 0 else math.nan,
-        "pipeline_stats": pipeline.stats_snapshot(),
+        "wall_s": wall_s,
+        "frames_per_s_wall": frames / wall_s if wall_s > 0 else math.nan,
+        "frames_per_s_processing": frames / busy_s if busy_s > 0 else math.nan,
+        "pipeline_stats": pipeline_stats,
     }
-    return records, extra
 
 
 # --------------------------------------------------------------------------- output bag
@@ -607,8 +643,6 @@ def _estimate_from_messages(stamp_ns: int, pose: Any, fix: Any) -> PoseEstimate:
     from cvgl_ros.core.types import PoseStatus
     from cvgl_ros.ros import convert
 
-    cov6 = np.asarray(pose.pose.covariance, dtype=np.float64).reshape(6, 6)
-    idx = [0, 1, 5]
     q = pose.pose.pose.orientation
     return PoseEstimate(
         status=PoseStatus.OK,
@@ -617,7 +651,7 @@ def _estimate_from_messages(stamp_ns: int, pose: Any, fix: Any) -> PoseEstimate:
         east_m=float(pose.pose.pose.position.x),
         north_m=float(pose.pose.pose.position.y),
         yaw_enu_rad=convert.yaw_from_quaternion_xyzw((q.x, q.y, q.z, q.w)),
-        cov_en_yaw=cov6[np.ix_(idx, idx)],
+        cov_en_yaw=_en_yaw_block(pose.pose.covariance),
         stamp_s=stamp_ns * 1e-9,
     )
 
@@ -706,29 +740,34 @@ def replay_through_node(
         pose_topic = node.resolve_topic_name(ros_const.POSE_TOPIC)
         fix_topic = node.resolve_topic_name(ros_const.FIX_OUT_TOPIC)
 
-        def on_pose(msg: Any) -> None:
-            st = msg.header.stamp
-            with lock:
-                obs.poses[int(st.sec) * 1_000_000_000 + int(st.nanosec)] = msg
-            if bag_writer is not None:
-                bag_writer.write_raw(POSE_OUT_TOPIC, _header_stamp_ns(msg), serialize_message(msg))
+        def keep_by_stamp(by_stamp: dict[int, Any], topic: str) -> Callable[[Any], None]:
+            """A subscription callback storing each message under its stamp (and recording)."""
 
-        def on_fix_out(msg: Any) -> None:
-            st = msg.header.stamp
-            with lock:
-                obs.fixes[int(st.sec) * 1_000_000_000 + int(st.nanosec)] = msg
-            if bag_writer is not None:
-                bag_writer.write_raw(FIX_OUT_TOPIC, _header_stamp_ns(msg), serialize_message(msg))
+            def on_output(msg: Any) -> None:
+                stamp_ns = _header_stamp_ns(msg)
+                with lock:
+                    by_stamp[stamp_ns] = msg
+                if bag_writer is not None:
+                    bag_writer.write_raw(topic, stamp_ns, serialize_message(msg))
+
+            return on_output
 
         def on_diag(msg: Any) -> None:
             _parse_diagnostics(msg, obs, lock)
             if bag_writer is not None:
-                st = msg.header.stamp
-                stamp = int(st.sec) * 1_000_000_000 + int(st.nanosec)
-                bag_writer.write_raw(DIAGNOSTICS_OUT_TOPIC, stamp, serialize_message(msg))
+                bag_writer.write_raw(
+                    DIAGNOSTICS_OUT_TOPIC, _header_stamp_ns(msg), serialize_message(msg)
+                )
 
-        player.create_subscription(PoseWithCovarianceStamped, pose_topic, on_pose, out_qos)
-        player.create_subscription(NavSatFix, fix_topic, on_fix_out, out_qos)
+        player.create_subscription(
+            PoseWithCovarianceStamped,
+            pose_topic,
+            keep_by_stamp(obs.poses, POSE_OUT_TOPIC),
+            out_qos,
+        )
+        player.create_subscription(
+            NavSatFix, fix_topic, keep_by_stamp(obs.fixes, FIX_OUT_TOPIC), out_qos
+        )
         player.create_subscription(DiagnosticArray, ros_const.DIAGNOSTICS_TOPIC, on_diag, out_qos)
         executor = SingleThreadedExecutor(context=ctx)
         executor.add_node(node)
@@ -773,10 +812,7 @@ def replay_through_node(
 
         reader = _open_reader(bag)
         try:
-            available = {c.topic for c in reader.connections}
-            topics.resolved = resolve_topics(available, topics)
-            by_topic = {v: k for k, v in topics.resolved.items()}
-            conns = [c for c in reader.connections if c.topic in by_topic]
+            by_topic, conns = _role_connections(reader, topics)
             is_ros2 = bool(getattr(reader, "is2", True))
             for conn, t_ns, raw in reader.messages(connections=conns):
                 role = by_topic[conn.topic]
@@ -869,18 +905,8 @@ def replay_through_node(
         if bag_writer is not None:
             bag_writer.close()
     wall = time.perf_counter() - t_start
-    extra = {
-        "mode": "node",
-        "bag": str(bag),
-        "topics": dict(topics.resolved),
-        "messages": dict(msg_counts),
-        "wall_s": wall,
-        "frames_per_s_wall": len(records) / wall if wall > 0 else math.nan,
-        "frames_per_s_processing": (
-            len(records) / sum(r.latency_s for r in records) if records else math.nan
-        ),
-        "pipeline_stats": stats,
-    }
+    busy_s = sum(r.latency_s for r in records)
+    extra = _run_summary("node", bag, topics, msg_counts, len(records), wall, busy_s, stats)
     return records, extra
 
 

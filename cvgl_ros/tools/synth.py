@@ -35,6 +35,7 @@ from cvgl_ros.core.camera import PinholeCamera
 from cvgl_ros.core.geodesy import LocalEnu
 from cvgl_ros.core.mount import body_from_camera_for_mount
 from cvgl_ros.core.types import AerialPatch, FloatArray, UInt8Array
+from cvgl_ros.ros.convert import s_to_sec_nanosec
 from cvgl_ros.sim.gnss import GnssNoiseConfig, GnssTrace, simulate_gnss
 from cvgl_ros.sim.photometric import PhotometricConfig, apply_photometric
 from cvgl_ros.sim.render import WorldRenderer, world_from_body_rotation
@@ -300,11 +301,8 @@ class BagMessageFactory:
         self.t = self.typestore.types
 
     def header(self, stamp_s: float, frame_id: str) -> Any:
-        sec = math.floor(stamp_s)
-        nanosec = round((stamp_s - sec) * 1e9)
-        if nanosec >= 1_000_000_000:
-            sec, nanosec = sec + 1, nanosec - 1_000_000_000
-        time = self.t["builtin_interfaces/msg/Time"](sec=int(sec), nanosec=int(nanosec))
+        sec, nanosec = s_to_sec_nanosec(stamp_s)
+        time = self.t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
         return self.t["std_msgs/msg/Header"](stamp=time, frame_id=frame_id)
 
     def image(self, rgb: UInt8Array, stamp_s: float, frame_id: str) -> Any:

@@ -380,6 +380,8 @@ def run_viz(
 
     out = Path(out_dir)
     truth = load_truth(truth_csv) if truth_csv else None
+    # The frame truth_at interpolates in: fixed, so built once, not per frame.
+    enu = LocalEnu(float(truth.lat_deg[0]), float(truth.lon_deg[0])) if truth is not None else None
     written: list[Path] = []
     counter = [0]
 
@@ -389,8 +391,7 @@ def run_viz(
         if i % max(every, 1) or result.image is None:
             return
         truth_ll = None
-        if truth is not None:
-            enu = LocalEnu(float(truth.lat_deg[0]), float(truth.lon_deg[0]))
+        if truth is not None and enu is not None:
             en, _, has = truth_at(truth, np.array([rec.stamp_ns]), enu)
             if has[0]:
                 lat, lon = enu.to_wgs84(en[0, 0], en[0, 1])

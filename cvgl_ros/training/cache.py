@@ -116,7 +116,7 @@ class FeatureExtractor:
                 import transformers
 
                 model = transformers.Dinov2Model(dinov2_config(backbone_id, num_layers=num_layers))
-            model.eval()
+            model.eval()  # type: ignore[no-untyped-call]  # transformers is untyped here
             for p in model.parameters():
                 p.requires_grad_(False)
             identity = f"random:{seed}:{num_layers}"
@@ -133,7 +133,7 @@ class FeatureExtractor:
     @property
     def hidden_size(self) -> int:
         """Token width C."""
-        return self.backbone.hidden_size
+        return int(self.backbone.hidden_size)
 
     @torch.no_grad()
     def tokens(self, image: np.ndarray, size_hw_px: tuple[int, int]) -> torch.Tensor:
@@ -141,7 +141,8 @@ class FeatureExtractor:
         x = torch.from_numpy(prepare_image(image, size_hw_px)).to(self.device)
         if self.fp16:
             x = x.half()
-        return self.backbone(x)[0].to(torch.float16).cpu()
+        tokens: torch.Tensor = self.backbone(x)[0].to(torch.float16).cpu()
+        return tokens
 
 
 def _file_identity(path: Path) -> str:

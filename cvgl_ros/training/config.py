@@ -319,8 +319,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list, got {type(value).__name__}")
-        args = typing.get_args(tp)
-        inner = args[0] if args else Any
+        item_args = typing.get_args(tp)
+        inner = item_args[0] if item_args else Any
         return tuple(_convert(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

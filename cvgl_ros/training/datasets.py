@@ -465,7 +465,8 @@ def load_depth_file(image_path: Path) -> FloatArray:
         depth = depth[..., 0]
     if depth.ndim != 2:
         raise DatasetError(f"depth map for {image_path} must be 2-D, got {depth.shape}")
-    return depth
+    out: FloatArray = depth  # float32 values (see TrainingSample.depth_m)
+    return out
 
 
 # ----------------------------------------------------------------------------------- synthetic
@@ -680,7 +681,7 @@ def _crop_world(
         [[scale, 0.0, u0 + 0.5 * scale - 0.5], [0.0, scale, v0 + 0.5 * scale - 0.5]],
         dtype=np.float64,
     )
-    source = world.image
+    source: np.ndarray = world.image
     if scale > 1.0:  # anti-alias before down-sampling
         source = cv2.GaussianBlur(source, (0, 0), 0.5 * scale)
     image = cv2.warpAffine(

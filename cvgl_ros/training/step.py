@@ -103,24 +103,16 @@ def _losses_from_scores(
         # Radii in metres; one value per batch (cells may differ between datasets).
         pos_r = float(loss_cfg.positive_radius_cells * cell.max())
         excl_r = float(loss_cfg.exclusion_radius_cells * cell.max())
-        g_valid = batch["ground_valid"][idx]
-        nce_g2a = info_nce_ground_to_aerial(
+        # The metric rows, gathered once for both directions.
+        rows = (
             logits[idx],
             batch["ground_points_m"][idx],
-            g_valid,
+            batch["ground_valid"][idx],
             batch["aerial_points_m"][idx],
             truth_m,
-            pos_r,
         )
-        nce_a2g = info_nce_aerial_to_ground(
-            logits[idx],
-            batch["ground_points_m"][idx],
-            g_valid,
-            batch["aerial_points_m"][idx],
-            truth_m,
-            pos_r,
-            excl_r,
-        )
+        nce_g2a = info_nce_ground_to_aerial(*rows, pos_r)
+        nce_a2g = info_nce_aerial_to_ground(*rows, pos_r, excl_r)
         total = total + loss_cfg.nce_weight * (nce_g2a + nce_a2g)
     with torch.no_grad():
         pos_err = torch.linalg.norm(estimate.translation_m - batch["camera_en_m"], dim=-1)

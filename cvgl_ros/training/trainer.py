@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ from cvgl_ros.training.config import DataConfig, TrainConfig
 from cvgl_ros.training.datasets import KittiDataset, PairDataset, SyntheticDataset, VigorDataset
 from cvgl_ros.training.model import TrainableMatcher
 from cvgl_ros.training.step import ValidationResult, compute_losses, validate
+
+if TYPE_CHECKING:
+    from cvgl_ros.models.config import DepthKind
 
 LOGGER = logging.getLogger(__name__)
 
@@ -101,7 +104,8 @@ def _depth_provider(cfg: DataConfig) -> Any:
         return None
     from cvgl_ros.models.factory import build_depth
 
-    return build_depth(dataclasses.replace(cfg.depth, kind=cfg.depth_source))
+    kind = cast("DepthKind", cfg.depth_source)  # validated against DEPTH_SOURCES
+    return build_depth(dataclasses.replace(cfg.depth, kind=kind))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -159,7 +163,7 @@ class Trainer:
     def __init__(
         self,
         config: TrainConfig,
-        progress: Callable[..., Iterable[Any]] | None = None,
+        progress: Callable[..., Any] | None = None,
     ) -> None:
         self.config = config
         self.progress = progress
@@ -365,7 +369,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 continue
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            torch.autograd.backward(self.scaler.scale(loss))
             if o.grad_clip_norm > 0:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip_norm)
@@ -502,14 +506,15 @@ class Trainer:
 
 
 def _progress_wrapper(
-    progress: Callable[..., Iterable[Any]] | None, desc: str, total: int
+    progress: Callable[..., Any] | None, desc: str, total: int
 ) -> Callable[[Iterable[int]], Iterable[int]] | None:
     if progress is None:
         return None
     bar = progress
 
     def wrap(it: Iterable[int]) -> Iterable[int]:
-        return bar(it, desc=desc, total=total)
+        wrapped: Iterable[int] = bar(it, desc=desc, total=total)
+        return wrapped
 
     return wrap
 
