@@ -10,9 +10,29 @@ of the camera pose (``t`` is the camera position because ``g`` is camera-centred
 
 The raw covariance ignores what RANSAC adds (threshold truncation of the residuals, outliers that
 slip under the threshold, selection of the best hypothesis), so it is inflated by
-``base_inflation * (1 + count_inflation / sqrt(n)) * (1 + ratio_inflation * (1 - ratio))`` and
-floors are added in quadrature; constants live in
-:class:`~cvgl_ros.core.config.CovarianceConfig`.
+``base_inflation * (1 + count_inflation / sqrt(n)) * (1 + ratio_inflation * (1 - ratio))``.
+
+The least-squares covariance shrinks as ``1 / n``: it assumes independent residuals. Errors that
+every inlier shares do not average down and are invisible in the residuals, so three physical
+terms are added to it (all in :class:`~cvgl_ros.core.config.CovarianceConfig`):
+
+* **aerial keypoint floor** ``aerial_px_sigma`` (aerial pixels) times the patch resolution
+  ``m_per_px``: the error a keypoint detector / matcher / resampling chain makes *consistently*
+  on a patch (sub-pixel detector bias, pixel-centre conventions, interpolation), about 0.1-0.3
+  px even for good detectors. It enters as the covariance of a fit whose points all carry this
+  noise but count as one observation: ``(aerial_px_sigma * m_per_px)² · n_eff · H⁻¹MH⁻¹`` with
+  ``n_eff = (Σw)² / Σw²`` -- for camera-centred (nadir) points a position sigma of exactly
+  ``aerial_px_sigma * m_per_px`` and a yaw sigma of that over the footprint's radius; for
+  points ahead of a forward camera the lever arm and the position/yaw correlation follow from
+  the same Jacobian;
+* **map georeferencing** ``map_georef_sigma_m`` on east and north: the orthophoto's absolute
+  error, shared by every frame over the same imagery;
+* **other floors** ``min_position_sigma_m`` (east, north) and ``min_yaw_sigma_rad`` (yaw),
+  added in quadrature.
+
+The two map terms apply when the caller gives the patch resolution ``aerial_m_per_px``, as the
+Localizer always does; points that were not measured in a map image (simulated) get neither.
+The total is ``inflation * C_ls + C_floor``.
 """
 
 from __future__ import annotations
@@ -41,12 +61,16 @@ class PoseCovariance:
         sigma_m: estimated per-axis residual standard deviation of an inlier, metres.
         inflation: factor applied to the least-squares covariance.
         raw_cov_en_yaw: (3, 3) float64, covariance before inflation and floors.
+        floor_cov_en_yaw: (3, 3) float64, the part of ``cov_en_yaw`` that does not shrink with
+            the inlier count (keypoint floor, georeferencing, minimum sigmas); None when not
+            computed.
     """
 
     cov_en_yaw: FloatArray
     sigma_m: float
     inflation: float
     raw_cov_en_yaw: FloatArray
+    floor_cov_en_yaw: FloatArray | None = None
 
 
 def inflation_factor(num_inliers: int, inlier_ratio: float, config: CovarianceConfig) -> float:
@@ -67,6 +91,7 @@ def pose_covariance(
     weights: FloatArray | None = None,
     inlier_ratio: float = 1.0,
     config: CovarianceConfig | None = None,
+    aerial_m_per_px: float | None = None,
 ) -> PoseCovariance:
     """Covariance of the pose ``(t_e, t_n, yaw)`` of a similarity fitted to inliers.
 
@@ -77,15 +102,25 @@ def pose_covariance(
         weights: (n,) float64 fit weights of the inliers, or None for equal weights.
         inlier_ratio: inliers / correspondences, for the inflation.
         config: calibration constants.
+        aerial_m_per_px: resolution of the aerial patch the targets were measured in, metres
+            per pixel, for the keypoint floor ``config.aerial_px_sigma``. None means the
+            targets are not measurements in a map image (simulated or exact points): the map
+            terms (keypoint floor and ``config.map_georef_sigma_m``) are then left out; the
+            Localizer always passes its patch's resolution.
 
     Returns:
         The covariance (always finite, symmetric positive definite).
 
     Raises:
-        InvalidInputError: malformed, empty, NaN or inf input.
+        InvalidInputError: malformed, empty, NaN or inf input, or an ``aerial_m_per_px`` that
+            is not a finite positive number.
         DegenerateInputError: fewer than 3 inliers or a singular normal matrix.
     """
     cfg = config if config is not None else CovarianceConfig()
+    if aerial_m_per_px is not None:
+        mpp = float(aerial_m_per_px)
+        if not (math.isfinite(mpp) and mpp > 0.0):
+            raise InvalidInputError(f"aerial_m_per_px must be finite and > 0, got {mpp}")
     g = as_points(source, 2, "source")
     a = as_points(target, 2, "target")
     n = g.shape[0]
@@ -109,13 +144,21 @@ def pose_covariance(
     if not np.all(np.isfinite(h)) or np.linalg.cond(h) > 1e12:
         raise DegenerateInputError("normal matrix of the similarity is singular")
     h_inv = np.linalg.inv(h)
-    full = sigma2 * (h_inv @ m @ h_inv)
-    raw = 0.5 * (full[:3, :3] + full[:3, :3].T)
+    unit = h_inv @ m @ h_inv  # covariance per unit residual variance
+    unit3 = 0.5 * (unit[:3, :3] + unit[:3, :3].T)
+    raw = sigma2 * unit3
     k = inflation_factor(n, inlier_ratio, cfg)
-    cov = k * raw
-    cov[0, 0] += cfg.min_position_sigma_m**2
-    cov[1, 1] += cfg.min_position_sigma_m**2
-    cov[2, 2] += cfg.min_yaw_sigma_rad**2
+    floor = np.zeros((3, 3))
+    position_var_m2 = cfg.min_position_sigma_m**2
+    if aerial_m_per_px is not None:
+        # Shared keypoint error: the fit's covariance as if the inliers were one observation.
+        n_eff = float(np.sum(w)) ** 2 / float(np.sum(w * w))
+        floor += (cfg.aerial_px_sigma * float(aerial_m_per_px)) ** 2 * n_eff * unit3
+        position_var_m2 += cfg.map_georef_sigma_m**2
+    floor[0, 0] += position_var_m2
+    floor[1, 1] += position_var_m2
+    floor[2, 2] += cfg.min_yaw_sigma_rad**2
+    cov = k * raw + floor
     if not np.all(np.isfinite(cov)) or np.linalg.eigvalsh(cov).min() <= 0.0:
         raise DegenerateInputError("pose covariance is not positive definite")
     return PoseCovariance(
@@ -123,6 +166,7 @@ def pose_covariance(
         sigma_m=math.sqrt(sigma2),
         inflation=k,
         raw_cov_en_yaw=np.asarray(raw, dtype=np.float64),
+        floor_cov_en_yaw=np.asarray(floor, dtype=np.float64),
     )
 
 

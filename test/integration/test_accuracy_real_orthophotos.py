@@ -1,9 +1,11 @@
 """Accuracy on synthetic flights rendered from real orthophotos (classical matcher).
 
 Nadir flights over two different real GeoTIFFs from ``../shared/data``: the median position
-error must be far below the GNSS prior's, with most frames localized. A ground-level run (a
-forward camera over a *flat* textured ground, ground-plane depth) must execute end to end and
-report honest statuses. Numbers are printed (``pytest -s``) for the README.
+error must be far below the GNSS prior's, with most frames localized, and the published
+covariance must be honest (NEES consistent with chi-square(3) or conservative, no pose outside
+its 3-sigma ellipse). A ground-level run (a forward camera over a *flat* textured ground,
+ground-plane depth) must execute end to end and report honest statuses. Numbers are printed
+(``pytest -s``) for the README.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ from cvgl_ros.tools.replay import replay
 from cvgl_ros.tools.synth import CameraSpec, FlightConfig, load_world, synthesize
 
 pytest.importorskip("rosbags")
+
+# The flights are rendered from the very GeoTIFF the node matches against, so the truth has
+# no georeferencing error relative to the map: evaluate the covariance without that term.
+SAME_MAP_OVERRIDES = ["covariance.map_georef_sigma_m:=0.0"]
+# Bounds for 8 frames if the covariance is consistent (chi-square(3) NEES): the mean of 8 NEES
+# exceeds 6 with probability 0.3 %; two or more of 8 frames outside the 3-sigma position
+# ellipse (2-dof NEES > 9, p = 1.1 % each) has probability 0.4 %; three or more of 8 outside
+# the 95 % bound, 0.6 %.
+MAX_NEES_MEAN = 6.0
+MAX_FALSE_CONFIDENCE = 1.0 / 8.0
+MIN_NEES_WITHIN_95 = 0.75
 
 NADIR_MAPS = (
     "spacenet_solaris_samples/pan1.tif",  # Rotterdam, WorldView-2 panchromatic 0.5 m/px
@@ -43,7 +56,9 @@ def test_nadir_flight_beats_gnss_prior(shared_data: Path, tmp_path: Path, rel: s
     cfg = plan_flight(world, frames=8, seed=1)
     res = synthesize(world, cfg, tmp_path, map_label=rel, map_source=str(tif))
     assert res.mean_coverage > 0.9
-    rep = replay(res.bag_path, tmp_path / "params.yaml", tmp_path / "replay")
+    rep = replay(
+        res.bag_path, tmp_path / "params.yaml", tmp_path / "replay", overrides=SAME_MAP_OVERRIDES
+    )
     ev = run_eval(tmp_path / "replay" / "poses.csv", res.truth_csv)
     est, prior = ev.estimate, ev.prior
     assert prior is not None
@@ -51,12 +66,18 @@ def test_nadir_flight_beats_gnss_prior(shared_data: Path, tmp_path: Path, rel: s
         f"\n{rel}: altitude {cfg.camera.altitude_m:.0f} m, availability "
         f"{100 * est.availability:.0f} %, median error {est.error_median_m:.2f} m "
         f"(p95 {est.error_p95_m:.2f} m) vs GNSS prior {prior.error_median_m:.2f} m; "
+        f"NEES mean {est.nees_mean:.2f}, {100 * est.nees_within_95:.0f} % inside the chi2(3) "
+        f"95 % bound, false confidence {100 * est.false_confidence_rate:.0f} %; "
         f"statuses {rep.summary['status_counts']}"
     )
     assert est.availability >= 0.75
     assert est.error_median_m < 0.2 * prior.error_median_m
     assert est.error_median_m < 1.0
     assert est.yaw_error_median_deg < 2.0
+    # Honest covariance: a precise-looking pose that is off is the worst output (DESIGN 7).
+    assert est.false_confidence_rate <= MAX_FALSE_CONFIDENCE, est
+    assert est.nees_mean <= MAX_NEES_MEAN, est
+    assert est.nees_within_95 >= MIN_NEES_WITHIN_95, est
 
 
 def test_ground_level_run_reports_honest_statuses(shared_data: Path, tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ RAW = CovarianceConfig(
     min_sigma_m=0.0,
     min_position_sigma_m=0.0,
     min_yaw_sigma_rad=0.0,
+    aerial_px_sigma=0.0,
+    map_georef_sigma_m=0.0,
 )
 
 
@@ -79,7 +81,8 @@ def test_covariance_errors() -> None:
 
 def _nees_trials(trials: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    cfg = LocalizerConfig()
+    # Simulated targets are exact map coordinates: no georeferencing error to account for.
+    cfg = LocalizerConfig(covariance=CovarianceConfig(map_georef_sigma_m=0.0))
     values = []
     for _ in range(trials):
         p = make_problem(
