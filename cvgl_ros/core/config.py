@@ -150,11 +150,13 @@ class RansacConfig:
 class CovarianceConfig:
     """Calibration of the (east, north, yaw) covariance.
 
-    The covariance is the sandwich covariance of the weighted least-squares similarity fit on
-    the inliers (residual variance from the inliers, Jacobian at the solution), multiplied by
-    ``inflation = base_inflation * (1 + count_inflation / sqrt(n_inliers)) *
-    (1 + ratio_inflation * (1 - inlier_ratio))``. Defaults are calibrated for chi-square(3)
-    consistency of the NEES on simulated correspondences (see docs/CORE.md).
+    ``cov = inflation * C_ls + C_floor``: ``C_ls`` is the sandwich covariance of the weighted
+    least-squares similarity fit on the inliers (residual variance from the inliers, Jacobian at
+    the solution), ``inflation = base_inflation * (1 + count_inflation / sqrt(n_inliers)) *
+    (1 + ratio_inflation * (1 - inlier_ratio))`` (calibrated for chi-square(3) consistency of the
+    NEES on simulated correspondences), and ``C_floor`` holds the errors that do not average down
+    with the inlier count and cannot be seen in the residuals (see docs/CORE.md): the aerial
+    keypoint floor, the map's georeferencing error and minimum sigmas.
 
     Attributes:
         base_inflation: overall factor (>= 1; raise it for unmodelled errors such as depth-model
@@ -163,19 +165,34 @@ class CovarianceConfig:
         ratio_inflation: inflation growing as the inlier ratio falls (outliers that slip under
             the threshold bias the fit).
         min_sigma_m: floor on the per-point residual standard deviation, metres in the patch
-            frame (e.g. about the aerial pixel size).
+            frame.
+        aerial_px_sigma: error that all keypoints of one aerial patch share (sub-pixel detector
+            bias, pixel-centre conventions, resampling), aerial pixels; times the patch's
+            ``m_per_px`` it is a position sigma that does not shrink with the inlier count (and,
+            over the footprint's radius, a yaw sigma). Good detectors reach 0.1-0.3 px; the
+            default is the best case (measured 0.03-0.14 px of total error on synthetic flights
+            over real orthophotos). In patch pixels: raise it if the matcher downsamples the
+            patch or localises coarsely (learned matchers on a feature grid). 0 disables it.
+        map_georef_sigma_m: absolute georeferencing error of the aerial imagery (one sigma
+            per axis, metres), added in quadrature to east and north: the pose is only as
+            good as the map it was matched against. Orthophotos and satellite mosaics are
+            typically good to 0.5-2 m; use the imagery's stated accuracy. Set 0 only when
+            the truth comes from the same map (synthetic flights rendered from it).
         min_position_sigma_m: standard deviation added in quadrature to east and north,
-            metres: errors the inliers cannot see, chiefly the georeferencing error of the
-            aerial imagery (set it to the imagery's stated accuracy on real data).
-        min_yaw_sigma_rad: standard deviation added in quadrature to yaw, radians.
+            metres: other unmodelled errors (terrain relief against the flat-ground model,
+            rolling shutter, timing).
+        min_yaw_sigma_rad: standard deviation added in quadrature to yaw, radians (map and
+            camera-mount yaw errors the inliers cannot see).
     """
 
     base_inflation: float = 1.0
     count_inflation: float = 0.5
     ratio_inflation: float = 0.25
     min_sigma_m: float = 0.01
+    aerial_px_sigma: float = 0.1
+    map_georef_sigma_m: float = 1.0
     min_position_sigma_m: float = 0.02
-    min_yaw_sigma_rad: float = 2e-4
+    min_yaw_sigma_rad: float = 1e-3
 
     def __post_init__(self) -> None:
         if _positive(self, "base_inflation") < 1.0:
@@ -183,6 +200,8 @@ class CovarianceConfig:
         _non_negative(self, "count_inflation")
         _non_negative(self, "ratio_inflation")
         _non_negative(self, "min_sigma_m")
+        _non_negative(self, "aerial_px_sigma")
+        _non_negative(self, "map_georef_sigma_m")
         _non_negative(self, "min_position_sigma_m")
         _non_negative(self, "min_yaw_sigma_rad")
 
@@ -223,6 +242,56 @@ class GatingConfig:
 
 
 @dataclass(frozen=True)
+class PatchReuseConfig:
+    """When the localizer reuses its current aerial patch instead of building one at the prior.
+
+    Building a patch (tiles -> resampled north-up image) and describing it (matcher features)
+    costs far more than a frame's ground-image work, and successive priors of a moving
+    vehicle are a few metres apart. The localizer therefore keeps its last patch while the new
+    prior stays near that patch's centre and its uncertainty region stays inside the patch;
+    otherwise it builds a new patch centred on the prior (hysteresis: one patch serves every
+    prior within the margin, whatever the direction of travel). Poses are always computed in
+    the frame of the patch actually used, so reuse changes which imagery is searched, never
+    the geometry.
+
+    With half-extent ``h`` (metres, half the shorter patch side), prior offset ``d`` from the
+    patch centre (metres, in the patch's tangent plane) and the prior's largest horizontal
+    standard deviation ``sigma`` (metres), the patch is reused when all hold:
+    ``|d| <= max_offset_fraction * h``; ``max(|d_east|, |d_north|) + coverage_sigma * sigma
+    <= h``; it is younger than ``max_age_s``. A reused patch therefore still reaches at least
+    ``(1 - max_offset_fraction) * h`` from the prior in every direction: size the patch
+    (``patch.patch_size_px``) for the camera footprint plus the prior's uncertainty with that
+    margin. A prior too uncertain for the second condition always gets a fresh patch.
+
+    Attributes:
+        max_offset_fraction: largest distance between the prior and the centre of a reused
+            patch, as a fraction of the patch half-extent (0 = a new patch at every prior, the
+            behaviour without reuse).
+        coverage_sigma: the disc of this many standard deviations around the prior must lie
+            inside a reused patch.
+        max_age_s: a patch is rebuilt when it is older than this (image stamps), seconds, so
+            that tiles that arrived late (network sources) or a refreshed cache are picked up;
+            also rebuilt when the image stamp goes backwards.
+    """
+
+    max_offset_fraction: float = 0.25
+    coverage_sigma: float = 3.0
+    max_age_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        f = _finite(self, "max_offset_fraction")
+        if not 0.0 <= f < 1.0:
+            raise ValueError(f"PatchReuseConfig.max_offset_fraction must be in [0, 1), got {f}")
+        _non_negative(self, "coverage_sigma")
+        _positive(self, "max_age_s")
+
+    @property
+    def enabled(self) -> bool:
+        """True when a patch may be reused at all."""
+        return self.max_offset_fraction > 0.0
+
+
+@dataclass(frozen=True)
 class LocalizerConfig:
     """Configuration of the :class:`~cvgl_ros.core.localizer.Localizer`.
 
@@ -231,6 +300,7 @@ class LocalizerConfig:
         ransac: robust similarity estimation.
         covariance: covariance calibration.
         gating: publication gates.
+        patch_reuse: when the current aerial patch is reused for a new prior.
         keep_debug: attach a :class:`~cvgl_ros.core.types.LocalizationDebug` to each result.
     """
 
@@ -238,6 +308,7 @@ class LocalizerConfig:
     ransac: RansacConfig = field(default_factory=RansacConfig)
     covariance: CovarianceConfig = field(default_factory=CovarianceConfig)
     gating: GatingConfig = field(default_factory=GatingConfig)
+    patch_reuse: PatchReuseConfig = field(default_factory=PatchReuseConfig)
     keep_debug: bool = True
 
     def __post_init__(self) -> None:
@@ -246,6 +317,7 @@ class LocalizerConfig:
             ("ransac", RansacConfig),
             ("covariance", CovarianceConfig),
             ("gating", GatingConfig),
+            ("patch_reuse", PatchReuseConfig),
         ):
             if not isinstance(getattr(self, name), cls):
                 raise ValueError(f"LocalizerConfig.{name} must be a {cls.__name__}")
@@ -264,6 +336,7 @@ class LocalizerConfig:
             "ransac": RansacConfig,
             "covariance": CovarianceConfig,
             "gating": GatingConfig,
+            "patch_reuse": PatchReuseConfig,
         }
         kwargs: dict[str, Any] = {}
         for key, value in data.items():

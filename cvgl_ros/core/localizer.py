@@ -2,7 +2,10 @@
 
 Stages (each timed in ``PoseEstimate.timings_s``):
 
-1. ``patch``: the injected :class:`PatchSource` builds a north-up metric patch at the prior.
+1. ``patch``: the injected :class:`PatchSource` builds a north-up metric patch at the prior,
+   or the previous patch is reused while the prior stays near its centre and inside it
+   (:class:`~cvgl_ros.core.config.PatchReuseConfig`; the matcher then finds its aerial
+   features cached).
 2. ``match``: the injected :class:`Matcher` gives ground <-> aerial pixel correspondences.
 3. ``depth``: the injected :class:`DepthProvider` gives a depth per matched ground pixel.
 4. ``lift``: pixels + depth -> planar points ``g_i`` in the gravity-aligned body frame
@@ -13,10 +16,11 @@ Stages (each timed in ``PoseEstimate.timings_s``):
    covariance (:func:`~cvgl_ros.core.covariance.pose_covariance`) and the gates
    (:func:`~cvgl_ros.core.gating.gate_pose`).
 
-``t`` is the camera position in the patch frame (the local ENU tangent plane at the patch
-centre) and ``yaw = atan2(R[1,0], R[0,0])`` the ENU heading of body +x. The result is converted
-to WGS84 and to the map ENU frame (origin :attr:`Localizer.map_origin`), rotating yaw and
-covariance by the small angle between the two tangent planes.
+``t`` is the camera position in the patch frame (the local ENU tangent plane at the centre of
+the patch actually used, which need not be the prior) and ``yaw = atan2(R[1,0], R[0,0])`` the
+ENU heading of body +x. The result is converted to WGS84 and to the map ENU frame (origin
+:attr:`Localizer.map_origin`), rotating yaw and covariance by the small angle between the two
+tangent planes.
 
 :meth:`Localizer.localize` never raises on bad data: every failure becomes a non-OK
 ``PoseEstimate`` whose ``reasons`` say what happened.
@@ -32,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cvgl_ros.core.camera import CameraModel, EquirectangularCamera, PinholeCamera
-from cvgl_ros.core.config import LocalizerConfig
+from cvgl_ros.core.config import LocalizerConfig, PatchReuseConfig
 from cvgl_ros.core.covariance import PoseCovariance, pose_covariance
 from cvgl_ros.core.errors import (
     CoreError,
@@ -98,6 +102,7 @@ def solve_patch_pose(
     prior_cov_en_m2: FloatArray,
     yaw_prior_rad: float | None = None,
     yaw_prior_sigma_rad: float | None = None,
+    aerial_m_per_px: float | None = None,
 ) -> PatchPoseSolution:
     """RANSAC + covariance + gating on lifted correspondences (the numeric heart of the core).
 
@@ -111,6 +116,8 @@ def solve_patch_pose(
             ``inlier_threshold_m²`` for gating).
         yaw_prior_rad: ENU yaw prior, radians, or None.
         yaw_prior_sigma_rad: its standard deviation (default 10 degrees when None).
+        aerial_m_per_px: resolution of the aerial patch the matches come from, metres per
+            pixel, for the covariance's keypoint floor; None leaves that floor out.
 
     Returns:
         The solution; check ``gate.status`` before using it.
@@ -163,6 +170,7 @@ def solve_patch_pose(
             w_inl,
             result.inlier_ratio,
             config.covariance,
+            aerial_m_per_px=aerial_m_per_px,
         )
     except DegenerateInputError:
         # Too few inliers for a covariance: the gates refuse the pose (NaN covariance).
@@ -198,8 +206,10 @@ class _StageError(Exception):
 class Localizer:
     """Localizes a ground image against aerial imagery around a GNSS prior.
 
+    Not thread-safe (it keeps the current aerial patch); call it from one worker thread.
+
     Args:
-        config: configuration of lifting, RANSAC, covariance and gating.
+        config: configuration of lifting, RANSAC, covariance, gating and patch reuse.
         matcher: ground <-> aerial correspondence finder.
         depth: depth of ground pixels.
         patches: aerial patch source.
@@ -230,6 +240,12 @@ class Localizer:
         self.depth = depth
         self.patches = patches
         self._map_origin = map_origin
+        # The patch kept for reuse, its tangent plane and the stamp of the frame that built it.
+        self._patch: AerialPatch | None = None
+        self._patch_enu: LocalEnu | None = None
+        self._patch_stamp_s = 0.0
+        self._patches_built = 0
+        self._patches_reused = 0
 
     @property
     def map_origin(self) -> LocalEnu | None:
@@ -241,6 +257,60 @@ class Localizer:
         if not isinstance(origin, LocalEnu):
             raise TypeError("origin must be a LocalEnu")
         self._map_origin = origin
+
+    def patch_stats(self) -> dict[str, int]:
+        """Counters of the patch stage: ``built`` (patch source calls that returned a patch)
+        and ``reused`` (frames that reused the current patch)."""
+        return {"built": self._patches_built, "reused": self._patches_reused}
+
+    def reset_patch(self) -> None:
+        """Forget the current patch: the next frame builds one at its prior."""
+        self._patch = None
+        self._patch_enu = None
+
+    def _reusable(self, prior: GnssPrior, stamp_s: float) -> tuple[AerialPatch, LocalEnu] | None:
+        """The current patch and its tangent plane when they may serve ``prior``, else None."""
+        patch, enu = self._patch, self._patch_enu
+        if patch is None or enu is None:
+            return None
+        reuse: PatchReuseConfig = self.config.patch_reuse
+        if not reuse.enabled:
+            return None
+        age_s = stamp_s - self._patch_stamp_s
+        if not 0.0 <= age_s <= reuse.max_age_s:
+            return None
+        east, north = enu.to_en(prior.lat_deg, prior.lon_deg)
+        d_e, d_n = float(east), float(north)
+        half_m = 0.5 * min(patch.size_px) * patch.m_per_px
+        if math.hypot(d_e, d_n) > reuse.max_offset_fraction * half_m:
+            return None
+        cov = 0.5 * (prior.cov_en_m2 + prior.cov_en_m2.T)
+        sigma_m = math.sqrt(max(float(np.linalg.eigvalsh(cov)[-1]), 0.0))
+        if max(abs(d_e), abs(d_n)) + reuse.coverage_sigma * sigma_m > half_m:
+            return None
+        return patch, enu
+
+    def _patch_for(self, prior: GnssPrior, stamp_s: float) -> tuple[AerialPatch, LocalEnu]:
+        """The patch for this frame (reused or built at the prior) and its tangent plane."""
+        reusable = self._reusable(prior, stamp_s)
+        if reusable is not None:
+            self._patches_reused += 1
+            return reusable
+        self.reset_patch()
+        try:
+            patch = self.patches.patch_at(prior.lat_deg, prior.lon_deg)
+        except NoImageryError as exc:
+            raise _StageError(PoseStatus.NO_IMAGERY, f"no imagery: {exc}") from exc
+        except Exception as exc:
+            logger.exception("patch source failed")
+            raise _StageError(PoseStatus.NO_IMAGERY, f"patch source failed: {exc!r}") from exc
+        if not isinstance(patch, AerialPatch):
+            raise _StageError(PoseStatus.ERROR, "patch source returned no AerialPatch")
+        self._patches_built += 1
+        enu = LocalEnu(patch.center_lat_deg, patch.center_lon_deg)
+        if self.config.patch_reuse.enabled:
+            self._patch, self._patch_enu, self._patch_stamp_s = patch, enu, stamp_s
+        return patch, enu
 
     def localize(
         self,
@@ -335,16 +405,9 @@ class Localizer:
 
         t0 = time.perf_counter()
         try:
-            patch = self.patches.patch_at(prior.lat_deg, prior.lon_deg)
-        except NoImageryError as exc:
-            raise _StageError(PoseStatus.NO_IMAGERY, f"no imagery: {exc}") from exc
-        except Exception as exc:
-            logger.exception("patch source failed")
-            raise _StageError(PoseStatus.NO_IMAGERY, f"patch source failed: {exc!r}") from exc
+            patch, patch_enu = self._patch_for(prior, stamp_s)
         finally:
             timings["patch"] = time.perf_counter() - t0
-        if not isinstance(patch, AerialPatch):
-            raise _StageError(PoseStatus.ERROR, "patch source returned no AerialPatch")
         dbg["patch"] = patch
 
         t0 = time.perf_counter()
@@ -398,7 +461,7 @@ class Localizer:
                 f"{len(lifted)} of {len(corr)} matches have a usable depth (< {min_points})",
             )
 
-        patch_enu = LocalEnu(patch.center_lat_deg, patch.center_lon_deg)
+        # The prior in the frame of the patch actually used (not centred on it when reused).
         prior_e, prior_n = patch_enu.to_en(prior.lat_deg, prior.lon_deg)
         prior_en = np.array([float(prior_e), float(prior_n)])
         t0 = time.perf_counter()
@@ -412,6 +475,7 @@ class Localizer:
                 prior.cov_en_m2,
                 yaw_prior,
                 yaw_sigma,
+                aerial_m_per_px=patch.m_per_px,
             )
         except NoValidHypothesisError as exc:
             status = PoseStatus.OUTSIDE_PRIOR if exc.rejected_by_priors else PoseStatus.DEGENERATE
