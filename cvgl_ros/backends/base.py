@@ -130,6 +130,7 @@ def open_backend(
     num_threads: int = 2,
     input_names: Sequence[str] = ("images",),
     output_names: Sequence[str] = ("output",),
+    int8: bool = False,
 ) -> InferenceBackend:
     """Open a backend of ``kind`` for ``model``.
 
@@ -143,6 +144,8 @@ def open_backend(
         num_threads: CPU threads (torch / ONNX Runtime intra-op).
         input_names: names of the module's positional inputs (torch only; files carry theirs).
         output_names: names of the module's outputs (torch only).
+        int8: ONNX Runtime on CPU only: run a dynamically quantized INT8 copy of the model
+            (see :func:`cvgl_ros.backends.ort_backend.int8_model_path`).
 
     Raises:
         ValueError: unknown ``kind`` / ``device`` or a model of the wrong type.
@@ -153,6 +156,8 @@ def open_backend(
         raise ValueError(f"backend kind must be one of {BACKEND_KINDS}, got {kind!r}")
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if int8 and (kind != "onnxruntime" or device != "cpu"):
+        raise ValueError("int8 needs backend 'onnxruntime' on device 'cpu'")
     if kind == "torch":
         from cvgl_ros.backends.torch_backend import TorchBackend
 
@@ -169,12 +174,63 @@ def open_backend(
     if kind == "onnxruntime":
         from cvgl_ros.backends.ort_backend import OrtBackend
 
-        return OrtBackend(Path(model), device=device, num_threads=num_threads)
+        return OrtBackend(Path(model), device=device, num_threads=num_threads, int8=int8)
     if device != "cuda":
         raise ValueError("backend 'tensorrt' needs device 'cuda'")
     from cvgl_ros.backends.trt_backend import TensorRTBackend
 
     return TensorRTBackend(Path(model))
+
+
+def resolve_backend_kind(
+    kind: str,
+    device: str,
+    onnx_paths: Sequence[Path] = (),
+    engine_paths: Sequence[Path] = (),
+) -> str:
+    """The concrete backend for a configured ``kind``, resolving ``"auto"``.
+
+    ``"auto"`` means the preferred backend whose files and package are present: TensorRT on
+    ``"cuda"`` when every ``engine_paths`` file exists and tensorrt imports; ONNX Runtime when
+    every ``onnx_paths`` file exists and onnxruntime imports; else torch. Other kinds are
+    returned unchanged. Why ONNX Runtime on CPU (2-core AVX2 machine, learned frame ViT-S/14
+    224 + Depth Anything V2 Small 266): float32 it needs ~10 % less CPU per frame than torch
+    and ~100 MB less memory, never imports torch, offers INT8 (``int8=True``, ~1.5x), and its
+    non-spinning thread pool degrades far less than torch's OpenMP pool when other processes
+    load the CPU.
+
+    Args:
+        kind: ``"auto"``, ``"torch"``, ``"onnxruntime"`` or ``"tensorrt"``.
+        device: ``"cpu"`` or ``"cuda"``.
+        onnx_paths: the exported ``.onnx`` files the ONNX Runtime backend would open.
+        engine_paths: the ``.engine`` files the TensorRT backend would open.
+
+    Raises:
+        ValueError: an unknown ``kind``.
+    """
+    if kind != "auto":
+        if kind not in BACKEND_KINDS:
+            raise ValueError(
+                f"backend kind must be 'auto' or one of {BACKEND_KINDS}, got {kind!r}"
+            )
+        return kind
+    import importlib.util
+
+    def ready(paths: Sequence[Path], package: str) -> bool:
+        return (
+            bool(paths)
+            and all(Path(p).is_file() for p in paths)
+            and importlib.util.find_spec(package) is not None
+        )
+
+    if device == "cuda" and ready(engine_paths, "tensorrt"):
+        chosen = "tensorrt"
+    elif ready(onnx_paths, "onnxruntime"):
+        chosen = "onnxruntime"
+    else:
+        chosen = "torch"
+    LOGGER.info("backend 'auto' -> %s", chosen)
+    return chosen
 
 
 def available_backends() -> dict[str, str]:

@@ -22,7 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cvgl_ros.backends.base import InferenceBackend, open_backend
+from cvgl_ros.backends.base import (
+    BackendError,
+    InferenceBackend,
+    open_backend,
+    resolve_backend_kind,
+)
 from cvgl_ros.core.types import FloatArray, UInt8Array
 from cvgl_ros.models.config import DepthModelConfig
 from cvgl_ros.models.errors import WeightsError
@@ -275,6 +280,11 @@ def _bilinear(image: np.ndarray, pixels_px: np.ndarray) -> FloatArray:
 class DepthAnythingDepth:
     """Depth Anything V2 depth provider (relative or metric).
 
+    The network runs once per distinct image, at ``input_size_px``; :meth:`depth_at` converts
+    the low-resolution output to depth and samples it only at the requested pixels (bilinear,
+    through the same resize mapping as OpenCV's), so nothing is computed at the camera's full
+    resolution on the per-frame path. :meth:`depth_map` gives the dense map (tools, overlays).
+
     Args:
         backend: runs images (1, 3, H, W) -> depth (1, H, W).
         config: model configuration (input size, metric flag).
@@ -287,11 +297,32 @@ class DepthAnythingDepth:
         self.input_size_px = (max(14, round(h / 14) * 14), max(14, round(w / 14) * 14))
         self._last_key: tuple[object, ...] | None = None
         self._last_depth: np.ndarray | None = None
+        self.runs = 0
 
     @classmethod
     def from_config(cls, config: DepthModelConfig, **random_kwargs: Any) -> DepthAnythingDepth:
-        """Open the configured backend (torch: load local weights; empty path = random)."""
-        if config.backend == "torch":
+        """Open the configured backend (torch: load local weights; empty path = random).
+
+        ``backend="auto"`` uses ONNX Runtime (TensorRT on CUDA) when ``engine_path`` names an
+        existing ``.onnx`` (``.engine``) file, else torch.
+        """
+        engine = Path(config.engine_path) if config.engine_path else None
+        if config.backend == "auto" and engine is not None and not engine.is_file():
+            # A configured but missing file must not silently become torch (random weights
+            # when weights_path is empty).
+            raise BackendError(
+                f"depth engine_path {engine} not found (create it with: cvgl-ros export "
+                f"--model depth --out {engine} ...)"
+            )
+        kind = resolve_backend_kind(
+            config.backend,
+            config.device,
+            onnx_paths=[engine] if engine is not None and engine.suffix == ".onnx" else [],
+            engine_paths=[engine] if engine is not None and engine.suffix == ".engine" else [],
+        )
+        if kind == "torch":
+            if config.int8:
+                LOGGER.warning("depth.model.int8 ignored: no ONNX engine_path (torch backend)")
             if not config.weights_path:
                 LOGGER.warning("Depth Anything with RANDOM weights (no weights_path): tests only")
             model = load_depth_anything(
@@ -312,15 +343,53 @@ class DepthAnythingDepth:
             )
         else:
             backend = open_backend(
-                config.backend,
+                kind,
                 config.engine_path,
                 device=config.device,
                 num_threads=config.num_threads,
+                int8=config.int8 and kind == "onnxruntime",
             )
         return cls(backend, config)
 
+    def _network_depth(self, image: UInt8Array) -> np.ndarray:
+        """Depth at the network's resolution, (h_in, w_in) float32, NaN where unknown; the
+        network runs only when ``image`` differs from the previous call's."""
+        from cvgl_ros.models.learned import _prepare
+
+        img = np.asarray(image)
+        digest = hashlib.blake2b(np.ascontiguousarray(img).data, digest_size=16).hexdigest()
+        key = (img.shape, img.dtype.str, digest)
+        if key == self._last_key and self._last_depth is not None:
+            return self._last_depth
+        x = _prepare(img, self.input_size_px)
+        name = self._backend.input_names[0]
+        raw = self._backend.run({name: x})[self._backend.output_names[0]]
+        self.runs += 1
+        out = np.array(raw, dtype=np.float32).reshape(raw.shape[-2], raw.shape[-1])
+        if self.config.metric:
+            out[~(out > 0.0)] = np.nan
+        else:
+            finite = out[np.isfinite(out)]
+            floor = MIN_RELATIVE_DISPARITY * max(float(finite.max(initial=0.0)), 1e-12)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out = np.where(out > floor, np.float32(1.0) / out, np.float32(np.nan))
+        out.setflags(write=False)
+        self._last_key, self._last_depth = key, out
+        return out
+
+    def _sample(self, image: UInt8Array, pixels_px: np.ndarray) -> FloatArray:
+        """Depth at (N, 2) pixels of ``image`` (u, v; pixel centres at integers)."""
+        img = np.asarray(image)
+        net = self._network_depth(img)
+        h_in, w_in = net.shape
+        h, w = img.shape[0], img.shape[1]
+        # Image pixel centre u -> network-output coordinate, as cv2.resize maps them.
+        scale = np.array([w_in / w, h_in / h])
+        return _bilinear(net, (pixels_px + 0.5) * scale - 0.5)
+
     def depth_map(self, image: UInt8Array) -> FloatArray:
-        """Dense depth of an image at its own resolution.
+        """Dense depth of an image at its own resolution (for tools; the per-frame path samples
+        only the matched pixels).
 
         Args:
             image: (H, W, 3) uint8 RGB (or (H, W) mono).
@@ -329,29 +398,11 @@ class DepthAnythingDepth:
             (H, W) float64: metres (metric models) or a depth proportional to 1 / disparity
             (relative models); NaN where the depth is unknown (sky / at infinity).
         """
-        from cvgl_ros.models.learned import _prepare
-
         img = np.asarray(image)
-        digest = hashlib.blake2b(np.ascontiguousarray(img).data, digest_size=16).hexdigest()
-        key = (img.shape, digest)
-        if key == self._last_key and self._last_depth is not None:
-            return self._last_depth
-        x = _prepare(img, self.input_size_px)
-        name = self._backend.input_names[0]
-        raw = self._backend.run({name: x})[self._backend.output_names[0]]
-        raw = np.asarray(raw, dtype=np.float32).reshape(raw.shape[-2], raw.shape[-1])
-        import cv2
-
-        resized = cv2.resize(raw, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
-        out = resized.astype(np.float64)
-        if self.config.metric:
-            out[~(out > 0.0)] = np.nan
-        else:
-            floor = MIN_RELATIVE_DISPARITY * max(float(np.nanmax(out)), 1e-12)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out = np.where(out > floor, 1.0 / out, np.nan)
-        self._last_key, self._last_depth = key, out
-        return out
+        h, w = img.shape[0], img.shape[1]
+        vv, uu = np.mgrid[0:h, 0:w]
+        pixels = np.stack([uu.ravel(), vv.ravel()], axis=1).astype(np.float64)
+        return self._sample(img, pixels).reshape(h, w)
 
     def depth_at(
         self,
@@ -368,11 +419,11 @@ class DepthAnythingDepth:
         """
         del camera, gravity_from_camera  # the network needs neither
         pts = np.asarray(pixels_px, dtype=np.float64).reshape(-1, 2)
-        return _bilinear(self.depth_map(ground_image), pts)
+        return self._sample(ground_image, pts)
 
     @property
     def last_latency_s(self) -> float:
-        """Network time of the last frame, seconds."""
+        """Network time of the last network run, seconds."""
         return float(self._backend.last_latency_s)
 
     def close(self) -> None:

@@ -9,12 +9,18 @@ TensorRT backends (each runs the "features" network: image -> descriptors).
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cvgl_ros.backends.base import InferenceBackend, open_backend
+from cvgl_ros.backends.base import (
+    BackendError,
+    InferenceBackend,
+    open_backend,
+    resolve_backend_kind,
+)
 from cvgl_ros.core.types import AerialPatch, Correspondences, UInt8Array
 from cvgl_ros.models.cache import AerialFeatureCache
 from cvgl_ros.models.checkpoint import MatcherCheckpoint, load_matcher_checkpoint
@@ -90,22 +96,52 @@ class LearnedMatcher:
         self.cache: AerialFeatureCache[_Described] = AerialFeatureCache(
             self._describe_patch, max_entries=self.config.cache_size
         )
+        # Per-stage wall times of the last match() call, seconds: "ground" (network),
+        # "aerial" (network, only on a cache miss), "matching" (dual softmax + selection).
         self.last_latency_s: dict[str, float] = {}
+        self._centers: dict[tuple[object, ...], np.ndarray] = {}
 
     @classmethod
     def from_config(cls, config: LearnedMatcherConfig) -> LearnedMatcher:
         """Load the checkpoint and open the configured backend.
+
+        ``backend="auto"`` picks ONNX Runtime on CPU (TensorRT on CUDA) when the exported
+        ``matcher_ground`` / ``matcher_aerial`` files are in ``engine_dir`` and the package is
+        installed, else torch (see :func:`cvgl_ros.backends.base.resolve_backend_kind`).
 
         Raises:
             CheckpointError / WeightsError: missing or malformed weights.
             MissingExtraError: the backend's package is not installed.
         """
         checkpoint = load_matcher_checkpoint(config.checkpoint_path)
-        if config.backend == "torch":
+        engine_dir = Path(config.engine_dir)
+        stems = (GROUND_FEATURES_STEM, AERIAL_FEATURES_STEM)
+        onnx_paths = [engine_dir / f"{s}.onnx" for s in stems]
+        if config.backend == "auto" and sum(p.is_file() for p in onnx_paths) == 1:
+            missing = next(p for p in onnx_paths if not p.is_file())
+            raise BackendError(
+                f"{missing} not found (engine_dir {engine_dir} holds only one of the two): "
+                "export both "
+                f"{GROUND_FEATURES_STEM}.onnx and {AERIAL_FEATURES_STEM}.onnx "
+                "(cvgl-ros export --model features)"
+            )
+        kind = resolve_backend_kind(
+            config.backend,
+            config.device,
+            onnx_paths=onnx_paths,
+            engine_paths=[engine_dir / f"{s}.engine" for s in stems],
+        )
+        if kind == "torch":
+            if config.int8:
+                LOGGER.warning(
+                    "learned.int8 ignored: no ONNX files in %s (torch backend)", engine_dir
+                )
             if not config.backbone_weights_path:
                 raise WeightsError(
                     "learned.backbone_weights_path is required for the torch backend (a HF "
-                    "DINOv2 directory or dinov2_vit*14_pretrain.pth)"
+                    "DINOv2 directory or dinov2_vit*14_pretrain.pth); or export "
+                    f"{GROUND_FEATURES_STEM}.onnx / {AERIAL_FEATURES_STEM}.onnx into "
+                    f"{engine_dir} for ONNX Runtime (cvgl-ros export --model features)"
                 )
             net = build_features_network(checkpoint, config.backbone_weights_path)
             backend = open_backend(
@@ -118,19 +154,21 @@ class LearnedMatcher:
                 output_names=(FEATURES_OUTPUT,),
             )
             return cls(backend, backend, checkpoint, config)
-        suffix = ".onnx" if config.backend == "onnxruntime" else ".engine"
-        engine_dir = Path(config.engine_dir)
+        suffix = ".onnx" if kind == "onnxruntime" else ".engine"
+        int8 = config.int8 and kind == "onnxruntime"
         ground = open_backend(
-            config.backend,
+            kind,
             engine_dir / f"{GROUND_FEATURES_STEM}{suffix}",
             device=config.device,
             num_threads=config.num_threads,
+            int8=int8,
         )
         aerial = open_backend(
-            config.backend,
+            kind,
             engine_dir / f"{AERIAL_FEATURES_STEM}{suffix}",
             device=config.device,
             num_threads=config.num_threads,
+            int8=int8,
         )
         return cls(ground, aerial, checkpoint, config)
 
@@ -143,7 +181,14 @@ class LearnedMatcher:
             raise ValueError(f"features network returned shape {out.shape}, expected (1, h, w, D)")
         grid = (int(out.shape[1]), int(out.shape[2]))
         desc = np.ascontiguousarray(out[0].reshape(-1, out.shape[3]), dtype=np.float32)
-        pts = token_centers_px(grid, size, (image.shape[0], image.shape[1]))
+        key = (grid, size, image.shape[0], image.shape[1])
+        pts = self._centers.get(key)
+        if pts is None:
+            pts = token_centers_px(grid, size, (image.shape[0], image.shape[1]))
+            pts.setflags(write=False)
+            if len(self._centers) > 8:
+                self._centers.clear()
+            self._centers[key] = pts
         return _Described(desc, pts)
 
     def _describe_patch(self, patch: AerialPatch) -> _Described:
@@ -153,7 +198,11 @@ class LearnedMatcher:
         h, w = patch.valid_mask.shape
         uv = np.clip(np.round(described.points_px).astype(np.int64), 0, [w - 1, h - 1])
         valid = patch.valid_mask[uv[:, 1], uv[:, 0]]
-        return _Described(described.descriptors[valid], described.points_px[valid])
+        desc = np.ascontiguousarray(described.descriptors[valid])
+        pts = described.points_px[valid]
+        desc.setflags(write=False)
+        pts.setflags(write=False)
+        return _Described(desc, pts)
 
     def match(self, ground_image: UInt8Array, patch: AerialPatch) -> Correspondences:
         """Match a ground image against an aerial patch.
@@ -171,9 +220,11 @@ class LearnedMatcher:
             raise ValueError(
                 f"ground_image must be a non-empty uint8 image, got {ground_image.dtype}"
             )
+        self.last_latency_s = {}
         ground = self._run(self._ground, ground_image, self.ground_size_px)
         self.last_latency_s["ground"] = self._ground.last_latency_s
         aerial = self.cache.get(patch)
+        start = time.perf_counter()
         if len(aerial.descriptors) == 0:
             return Correspondences(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0))
         probs = dual_softmax(
@@ -182,7 +233,9 @@ class LearnedMatcher:
         gi, ai, p = select_matches(
             probs, self.config.top_k, self.config.mutual, self.config.min_probability
         )
-        return Correspondences(ground.points_px[gi], aerial.points_px[ai], np.clip(p, 0.0, 1.0))
+        corr = Correspondences(ground.points_px[gi], aerial.points_px[ai], np.clip(p, 0.0, 1.0))
+        self.last_latency_s["matching"] = time.perf_counter() - start
+        return corr
 
     def close(self) -> None:
         """Close the backends."""

@@ -232,8 +232,31 @@ def test_learned_matcher_onnxruntime_equals_torch(tmp_path: Path) -> None:
     np.testing.assert_allclose(a.weights, b.weights, rtol=1e-3, atol=1e-6)
     np.testing.assert_array_equal(a.ground_px, b.ground_px)
     np.testing.assert_array_equal(a.aerial_px, b.aerial_px)
-    torch_matcher.close()
-    ort_matcher.close()
+    # backend "auto" (the default) picks ONNX Runtime because the exported files exist.
+    from cvgl_ros.backends.ort_backend import OrtBackend
+
+    auto_cfg = LearnedMatcherConfig(
+        checkpoint_path=str(tmp_path / "ck.safetensors"),
+        engine_dir=str(tmp_path / "engines"),
+        top_k=30,
+    )
+    auto_matcher = LearnedMatcher.from_config(auto_cfg)
+    assert isinstance(auto_matcher._ground, OrtBackend)
+    c = auto_matcher.match(ground, patch)
+    np.testing.assert_array_equal(c.ground_px, b.ground_px)
+    np.testing.assert_array_equal(c.aerial_px, b.aerial_px)
+    # INT8 copies: descriptors stay close to the float32 ones.
+    from dataclasses import replace
+
+    int8_matcher = LearnedMatcher.from_config(replace(auto_cfg, int8=True))
+    assert (tmp_path / "engines" / "matcher_ground.int8.onnx").is_file()
+    x = {"images": np.random.default_rng(5).random((1, 3, 84, 112), dtype=np.float32)}
+    ref = ort_matcher._ground.run(x)["descriptors"]
+    got = int8_matcher._ground.run(x)["descriptors"]
+    assert float((ref * got).sum(-1).min()) > 0.9
+    assert len(int8_matcher.match(ground, patch)) > 0
+    for m in (torch_matcher, ort_matcher, auto_matcher, int8_matcher):
+        m.close()
 
 
 def test_learned_matcher_from_config_errors(tmp_path: Path) -> None:
