@@ -18,6 +18,7 @@ lifting.   :class:`~cvgl_ros.core.config.LiftingConfig`     yes
 ransac.    :class:`~cvgl_ros.core.config.RansacConfig`      yes
 covariance. :class:`~cvgl_ros.core.config.CovarianceConfig` yes
 gating.    :class:`~cvgl_ros.core.config.GatingConfig`      yes
+patch_reuse. :class:`~cvgl_ros.core.config.PatchReuseConfig` yes
 matcher.   :class:`~cvgl_ros.models.config.MatcherConfig`   no
 depth.     :class:`~cvgl_ros.models.config.DepthConfig`     no
 tiles.     :class:`~cvgl_ros.tiles.config.TileSourceConfig` no
@@ -50,6 +51,7 @@ from cvgl_ros.core.config import (
     GatingConfig,
     LiftingConfig,
     LocalizerConfig,
+    PatchReuseConfig,
     RansacConfig,
 )
 from cvgl_ros.models.config import DepthConfig, MatcherConfig
@@ -230,6 +232,7 @@ _SECTIONS: tuple[_Section, ...] = (
     _Section("ransac.", RansacConfig, True),
     _Section("covariance.", CovarianceConfig, True),
     _Section("gating.", GatingConfig, True),
+    _Section("patch_reuse.", PatchReuseConfig, True),
     _Section("matcher.", MatcherConfig, False),
     _Section("depth.", DepthConfig, False),
     _Section("tiles.", TileSourceConfig, False),
@@ -286,6 +289,9 @@ _RANGES: dict[str, tuple[float, float]] = {
     "gating.scale_min": (1e-6, 1e6),
     "gating.scale_max": (1e-6, 1e6),
     "gating.prior_gate_sigma": (0.1, 1000.0),
+    "patch_reuse.max_offset_fraction": (0.0, 0.99),
+    "patch_reuse.coverage_sigma": (0.0, 100.0),
+    "patch_reuse.max_age_s": (0.01, 3600.0),
     "matcher.classical.ratio": (0.01, 1.0),
     "matcher.classical.max_features": (8, 1000000),
     "matcher.learned.top_k": (1, 1000000),
@@ -644,6 +650,7 @@ def configs_from_params(values: Mapping[str, Any]) -> NodeConfigs:
         ransac=_build_section(RansacConfig, "ransac.", merged),
         covariance=_build_section(CovarianceConfig, "covariance.", merged),
         gating=_build_section(GatingConfig, "gating.", merged),
+        patch_reuse=_build_section(PatchReuseConfig, "patch_reuse.", merged),
         keep_debug=True,  # references only; the overlay and replay visualisation use it
     )
     matcher = _build_section(MatcherConfig, "matcher.", merged)

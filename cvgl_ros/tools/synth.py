@@ -396,7 +396,9 @@ def open_writer(path: Path, storage: str) -> Any:
 # --------------------------------------------------------------------------- synthesis
 
 
-def replay_params(cfg: FlightConfig, world: AerialPatch, map_source: str | None) -> dict[str, Any]:
+def replay_params(
+    cfg: FlightConfig, world: AerialPatch, map_source: str | None, truth_is_map: bool = True
+) -> dict[str, Any]:
     """Node parameters (nested, as in a parameter YAML) that match this recording.
 
     Camera mount, IMU use, ground-plane depth at the true height, a patch that covers the
@@ -407,6 +409,10 @@ def replay_params(cfg: FlightConfig, world: AerialPatch, map_source: str | None)
         cfg: the flight.
         world: the world patch (resolution and centre).
         map_source: tile source the node should read (GeoTIFF path), or None.
+        truth_is_map: the ground truth was rendered from the map the node matches against,
+            so the map has no georeferencing error relative to the truth and
+            ``covariance.map_georef_sigma_m`` is 0; False for an independent second map,
+            which keeps the node's default georeferencing error.
 
     Returns:
         ``ros__parameters`` content for ``cvgl_node``.
@@ -440,6 +446,8 @@ def replay_params(cfg: FlightConfig, world: AerialPatch, map_source: str | None)
         "lifting": {"max_depth_m": 80.0 if spec.kind == "ground" else max(250.0, 4.0 * height)},
         "patch": {"patch_size_px": size, "patch_m_per_px": float(mpp)},
     }
+    if truth_is_map:
+        params["covariance"] = {"map_georef_sigma_m": 0.0}
     if map_source:
         params["tiles"] = {"source": str(map_source)}
     return params
@@ -464,6 +472,7 @@ def synthesize(
     map_label: str,
     bag_name: str = "flight",
     map_source: str | None = None,
+    truth_is_map: bool = True,
 ) -> SynthResult:
     """Render a flight over ``world`` and write the bag, ``truth.csv`` and ``synth.json``.
 
@@ -475,6 +484,7 @@ def synthesize(
         bag_name: bag directory name.
         map_source: the tile source written into ``params.yaml`` (``tiles.source``); None
             leaves it for ``cvgl-ros replay --map``.
+        truth_is_map: see :func:`replay_params`.
 
     Returns:
         Paths and statistics.
@@ -616,7 +626,7 @@ def synthesize(
         "mean_coverage": mean_cov,
         "prior_median_error_m": float(np.median(prior_errors)) if prior_errors else math.nan,
     }
-    write_params_yaml(out / "params.yaml", replay_params(cfg, world, map_source))
+    write_params_yaml(out / "params.yaml", replay_params(cfg, world, map_source, truth_is_map))
     meta_json = out / "synth.json"
     meta_json.write_text(json.dumps(meta, indent=2, default=str))
     return SynthResult(
@@ -733,7 +743,13 @@ def _main(args: argparse.Namespace) -> int:
         )
         print(f"synth: the node will match against the independent map {map_source}")
     result = synthesize(
-        world, cfg, args.out, map_label=args.map, bag_name=args.bag_name, map_source=map_source
+        world,
+        cfg,
+        args.out,
+        map_label=args.map,
+        bag_name=args.bag_name,
+        map_source=map_source,
+        truth_is_map=not args.match_map,
     )
     print(f"synth: wrote {result.num_frames} frames to {result.bag_path}")
     print(f"synth: truth {result.truth_csv}, metadata {result.meta_json}")

@@ -14,7 +14,6 @@ covariance on simulated data.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -25,20 +24,11 @@ from cvgl_ros.core.geodesy import wrap_angle_rad
 from cvgl_ros.core.localizer import solve_patch_pose
 from cvgl_ros.core.ransac import ransac_similarity
 from cvgl_ros.core.synthetic import make_problem
+from cvgl_ros.tools.benchmarks.timing import median_ms
 
 THRESHOLD_M = 3.0
 NOISE_M = 0.5
 OUTLIER_RATIO = 0.5
-
-
-def _median_ms(fn: Any, reps: int) -> tuple[float, Any]:
-    out = fn()  # warm-up (and the result used for accuracy)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times)), out
 
 
 def _compare(n: int, informative: bool, problems: int, reps: int) -> list[dict[str, Any]]:
@@ -69,8 +59,9 @@ def _compare(n: int, informative: bool, problems: int, reps: int) -> list[dict[s
                 src, dst, method=cv2.RANSAC, ransacReprojThreshold=THRESHOLD_M
             )
 
-        t_ours, res = _median_ms(ours, reps)
-        t_cv, (m, _) = _median_ms(opencv, reps)
+        res, (m, _) = ours(), opencv()  # also the warm-up calls
+        t_ours = median_ms(ours, reps, warmup=0)
+        t_cv = median_ms(opencv, reps, warmup=0)
         ours_ms.append(t_ours)
         cv_ms.append(t_cv)
         truth_t, truth_yaw = p.truth.translation_m, p.truth.yaw_rad

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from cvgl_ros.tools.benchmarks.timing import median_ms
+
 NUM_THREADS = 2
 
 
@@ -50,17 +52,6 @@ def _peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _median_ms(fn: Any, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
 
 
 def _paired_median_ms(fn_a: Any, fn_b: Any, repeats: int) -> tuple[float, float]:
@@ -142,7 +133,7 @@ def _latency_rows(
         with TorchBackend(
             spec.module, tuple(spec.inputs), spec.output_names, device="cuda", fp16=True
         ) as gb:
-            gpu_ms = _median_ms(lambda: gb.run(spec.inputs), repeats, warmup=3)
+            gpu_ms = median_ms(lambda: gb.run(spec.inputs), repeats, warmup=3)
         rows.append(
             {
                 "name": f"{name} torch cuda fp16",

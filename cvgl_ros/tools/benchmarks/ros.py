@@ -12,7 +12,6 @@ Rows (640x480 frames, median over repetitions, same run):
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,18 +22,9 @@ from cvgl_ros.core.types import GnssPrior, PoseEstimate, PoseStatus
 from cvgl_ros.ros import convert
 from cvgl_ros.ros.params import configs_from_params
 from cvgl_ros.ros.pipeline import Pipeline
+from cvgl_ros.tools.benchmarks.timing import median_ms
 
 WIDTH, HEIGHT = 640, 480
-
-
-def _median_ms(fn: Any, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
 
 
 def _header(stamp_s: float) -> SimpleNamespace:
@@ -83,8 +73,8 @@ def run(quick: bool) -> list[dict[str, object]]:
     for name, msg in msgs.items():
         data = msg.data
         base_name = f"ros.copy_bytes_{name}"
-        base = _median_ms(lambda d=data: np.frombuffer(d, np.uint8).copy(), reps)
-        ours = _median_ms(lambda m=msg: convert.any_image_to_rgb(m), reps)
+        base = median_ms(lambda d=data: np.frombuffer(d, np.uint8).copy(), reps)
+        ours = median_ms(lambda m=msg: convert.any_image_to_rgb(m), reps)
         rows.append({"name": base_name, "metric": "median_ms", "value": base})
         rows.append({
             "name": f"ros.decode_{name}_640x480", "metric": "median_ms", "value": ours,
@@ -106,8 +96,8 @@ def run(quick: bool) -> list[dict[str, object]]:
     pipeline.on_camera_info(info)
     pipeline.on_fix(fix)
     frame = msgs["rgb8"]
-    decode = _median_ms(lambda: convert.any_image_to_rgb(frame), reps)
-    total = _median_ms(lambda: pipeline.process_image(frame), reps)
+    decode = median_ms(lambda: convert.any_image_to_rgb(frame), reps)
+    total = median_ms(lambda: pipeline.process_image(frame), reps)
     rows.append({"name": "ros.decode_only_rgb8", "metric": "median_ms", "value": decode})
     rows.append({
         "name": "ros.pipeline_overhead_rgb8", "metric": "median_ms", "value": total,
@@ -117,7 +107,7 @@ def run(quick: bool) -> list[dict[str, object]]:
     })  # fmt: skip
     try:
         est = pipeline.process_image(frame).estimate
-        build = _median_ms(
+        build = median_ms(
             lambda: (convert.build_pose_msg(est, "map"), convert.build_fix_msg(est, "cam")), reps
         )
         rows.append({"name": "ros.build_pose_and_fix_msgs", "metric": "median_ms", "value": build})

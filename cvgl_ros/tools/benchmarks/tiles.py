@@ -10,7 +10,6 @@ Everything runs against a real HTTP server on 127.0.0.1 started here, serving JP
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import threading
 import time
@@ -21,6 +20,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from cvgl_ros.tools.benchmarks.timing import median_ms
 
 LAT_DEG, LON_DEG = 47.3769, 8.5417
 PATCH_PX, PATCH_M_PER_PX = 512, 0.5
@@ -63,16 +64,6 @@ class _Server:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-def _median_ms(fn: Callable[[], object], reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
 
 
 def _gdal_baseline(source: Any) -> Callable[[], object]:
@@ -131,9 +122,9 @@ def run(quick: bool) -> list[dict[str, object]]:
 
             # Warm cache: decoded tiles in memory (the steady state of a moving vehicle).
             warm = build_patch_source(cfg, cache_path, patch_cfg)
-            warm_ms = _median_ms(lambda: warm.patch_at(LAT_DEG, LON_DEG), reps)
+            warm_ms = median_ms(lambda: warm.patch_at(LAT_DEG, LON_DEG), reps)
             n_tiles = len(warm.tiles_for_patch(LAT_DEG, LON_DEG))  # type: ignore[union-attr]
-            gdal_ms = _median_ms(_gdal_baseline(warm), max(3, reps // 5))
+            gdal_ms = median_ms(_gdal_baseline(warm), max(3, reps // 5))
             rows.append({
                 "name": "patch_512_gdal_warp_baseline", "metric": "median_ms",
                 "value": gdal_ms, "notes": "rasterio.warp.reproject of the same mosaic",
@@ -149,7 +140,7 @@ def run(quick: bool) -> list[dict[str, object]]:
             disk = build_patch_source(
                 cfg, cache_path, patch_cfg, offline=True, cache_config=CacheConfig(memory_tiles=0)
             )
-            disk_ms = _median_ms(lambda: disk.patch_at(LAT_DEG, LON_DEG), reps)
+            disk_ms = median_ms(lambda: disk.patch_at(LAT_DEG, LON_DEG), reps)
             rows.append({
                 "name": "patch_512_warm_disk", "metric": "median_ms", "value": disk_ms,
                 "baseline": "patch_512_gdal_warp_baseline", "ratio": disk_ms / gdal_ms,

@@ -29,6 +29,7 @@ def test_table_covers_every_component_section() -> None:
         "ransac",
         "covariance",
         "gating",
+        "patch_reuse",
         "matcher",
         "depth",
         "tiles",
