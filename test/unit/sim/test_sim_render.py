@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cvgl_ros.core.types import AerialPatch
@@ -102,6 +102,8 @@ class TestNadir:
         pitch_rad=st.floats(-0.15, 0.15),
         alt_m=st.floats(40, 120),
     )
+    # Found in CI: a single-pixel marker vanished in the pyramid level chosen at 73 m.
+    @example(east_m=0.0, north_m=29.0, yaw_rad=-2.5, roll_rad=0.0, pitch_rad=0.0, alt_m=73.0)
     def test_marker_lands_at_pinhole_projection(
         self,
         east_m: float,
@@ -111,10 +113,12 @@ class TestNadir:
         pitch_rad: float,
         alt_m: float,
     ) -> None:
-        # A single bright world pixel must appear where the pinhole model projects its centre.
+        # A bright 5x5 world-pixel marker (1.25 m, wider than one camera pixel's footprint at
+        # every altitude drawn: at most 0.8 m) must appear where the pinhole model projects
+        # its centre, whatever pyramid level the renderer samples.
         image = np.zeros((400, 600, 3), dtype=np.uint8)
         marker_px = np.array([[330.0, 180.0]])
-        image[180, 330] = 255
+        image[178:183, 328:333] = 255
         w = AerialPatch(image, 0.25, 40.0, -100.0, np.ones((400, 600), dtype=bool))
         cam = make_camera(160, 120, 150.0)
         rot = world_from_camera_rotation("nadir", yaw_rad, pitch_rad, roll_rad)
@@ -128,7 +132,7 @@ class TestNadir:
             lum = out[..., 0].astype(np.float64)
             assert lum.max() > 0
             vv, uu = np.nonzero(lum == lum.max())
-            # The footprint at level 0 is < 1 world px, so the peak is within 1.5 px.
+            # The marker spans about 1.5-3 camera px, so its peak is within 1.5 px of the centre.
             assert np.min(np.hypot(uu - u, vv - v)) < 1.5
 
 
