@@ -347,7 +347,8 @@ def prepare_image(image: np.ndarray, size_hw_px: tuple[int, int]) -> np.ndarray:
     """Resize an RGB/mono uint8 image to the network size and scale to [0, 1].
 
     Args:
-        image: (H, W, 3) uint8 RGB or (H, W) uint8 mono.
+        image: (H, W, 3) uint8 RGB (an alpha channel is dropped) or (H, W) / (H, W, 1) uint8
+            mono.
         size_hw_px: (height, width) of the network input, multiples of 14.
 
     Returns:
@@ -356,6 +357,8 @@ def prepare_image(image: np.ndarray, size_hw_px: tuple[int, int]) -> np.ndarray:
     import cv2
 
     img = np.asarray(image)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
     if img.ndim != 3 or img.shape[2] not in (3, 4) or img.dtype != np.uint8:

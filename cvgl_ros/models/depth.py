@@ -354,14 +354,14 @@ class DepthAnythingDepth:
     def _network_depth(self, image: UInt8Array) -> np.ndarray:
         """Depth at the network's resolution, (h_in, w_in) float32, NaN where unknown; the
         network runs only when ``image`` differs from the previous call's."""
-        from cvgl_ros.models.learned import _prepare
+        from cvgl_ros.models.backbone import prepare_image
 
         img = np.asarray(image)
         digest = hashlib.blake2b(np.ascontiguousarray(img).data, digest_size=16).hexdigest()
         key = (img.shape, img.dtype.str, digest)
         if key == self._last_key and self._last_depth is not None:
             return self._last_depth
-        x = _prepare(img, self.input_size_px)
+        x = prepare_image(img, self.input_size_px)
         name = self._backend.input_names[0]
         raw = self._backend.run({name: x})[self._backend.output_names[0]]
         self.runs += 1

@@ -22,6 +22,7 @@ from cvgl_ros.backends.base import (
     resolve_backend_kind,
 )
 from cvgl_ros.core.types import AerialPatch, Correspondences, UInt8Array
+from cvgl_ros.models.backbone import prepare_image
 from cvgl_ros.models.cache import AerialFeatureCache
 from cvgl_ros.models.checkpoint import MatcherCheckpoint, load_matcher_checkpoint
 from cvgl_ros.models.config import LearnedMatcherConfig
@@ -36,25 +37,6 @@ FEATURES_OUTPUT = "descriptors"
 # File names of the exported features networks inside LearnedMatcherConfig.engine_dir.
 GROUND_FEATURES_STEM = "matcher_ground"
 AERIAL_FEATURES_STEM = "matcher_aerial"
-
-
-def _prepare(image: np.ndarray, size_hw_px: tuple[int, int]) -> np.ndarray:
-    """uint8 RGB/mono -> (1, 3, H, W) float32 in [0, 1] (cv2 resize, no torch)."""
-    import cv2
-
-    img = np.asarray(image)
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] not in (3, 4) or img.dtype != np.uint8:
-        raise ValueError(f"image must be (H, W, 3) or (H, W) uint8, got {img.shape} {img.dtype}")
-    img = img[:, :, :3]
-    h, w = size_hw_px
-    if img.shape[:2] != (h, w):
-        shrink = img.shape[0] > h or img.shape[1] > w
-        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return np.ascontiguousarray(img.astype(np.float32).transpose(2, 0, 1)[None] / 255.0)
 
 
 class _Described:
@@ -175,7 +157,7 @@ class LearnedMatcher:
     def _run(
         self, backend: InferenceBackend, image: np.ndarray, size: tuple[int, int]
     ) -> _Described:
-        x = _prepare(image, size)
+        x = prepare_image(image, size)
         out = backend.run({backend.input_names[0]: x})[backend.output_names[0]]
         if out.ndim != 4 or out.shape[0] != 1:
             raise ValueError(f"features network returned shape {out.shape}, expected (1, h, w, D)")

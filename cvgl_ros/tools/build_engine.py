@@ -38,7 +38,7 @@ def calibration_batches(
     """
     import cv2
 
-    from cvgl_ros.models.learned import _prepare
+    from cvgl_ros.models.backbone import prepare_image
 
     if len(shape) != 4 or shape[0] != 1 or shape[1] != 3:
         raise ValueError(f"INT8 calibration needs an image input (1, 3, H, W), got {shape}")
@@ -49,7 +49,7 @@ def calibration_batches(
         if bgr is None:
             LOGGER.warning("calibration: cannot read %s, skipped", f)
             continue
-        batches.append(_prepare(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (shape[2], shape[3])))
+        batches.append(prepare_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (shape[2], shape[3])))
     if not batches:
         raise ValueError(
             f"no readable calibration images ({', '.join(CALIB_SUFFIXES)}) in {calib_dir}"
