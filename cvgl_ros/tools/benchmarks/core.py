@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from cvgl_ros.core.config import LocalizerConfig, RansacConfig
-from cvgl_ros.core.covariance import CHI2_3DOF_95, nees
+from cvgl_ros.core.config import RansacConfig
+from cvgl_ros.core.covariance import CHI2_3DOF_95
 from cvgl_ros.core.geodesy import wrap_angle_rad
-from cvgl_ros.core.localizer import solve_patch_pose
 from cvgl_ros.core.ransac import ransac_similarity
-from cvgl_ros.core.synthetic import make_problem
+from cvgl_ros.core.synthetic import make_problem, simulated_nees
 from cvgl_ros.tools.benchmarks.timing import median_ms
 
 THRESHOLD_M = 3.0
@@ -117,32 +116,7 @@ def nees_consistency(trials: int, seed: int = 2024) -> tuple[float, float, int, 
     Simulated correspondences: 40-800 points, 0-75 % outliers, 0.2-1 m noise, relative depth
     error 0-5 %, forward and nadir layouts, metric and unknown scale.
     """
-    rng = np.random.default_rng(seed)
-    cfg = LocalizerConfig()
-    values, raw_values = [], []
-    for _ in range(trials):
-        p = make_problem(
-            rng,
-            int(rng.choice([40, 100, 300, 800])),
-            float(rng.uniform(0.0, 0.75)),
-            float(rng.uniform(0.2, 1.0)),
-            layout="forward" if rng.random() < 0.6 else "nadir",
-            scale=float(rng.choice([1.0, rng.uniform(0.5, 2.0)])),
-            range_noise_ratio=float(rng.choice([0.0, 0.02, 0.05])),
-        )
-        sol = solve_patch_pose(p.source, p.target, p.weights, cfg, np.zeros(2), np.eye(2) * 400)
-        if not sol.gate.ok:
-            continue
-        m = sol.ransac.model
-        err = np.array(
-            [
-                *(m.translation_m - p.truth.translation_m),
-                float(wrap_angle_rad(m.yaw_rad - p.truth.yaw_rad)),
-            ]
-        )
-        values.append(nees(err, sol.covariance.cov_en_yaw))
-        raw_values.append(nees(err, sol.covariance.raw_cov_en_yaw))
-    v, r = np.array(values), np.array(raw_values)
+    v, r = simulated_nees(trials, seed)
     inside = float(np.mean(v < CHI2_3DOF_95))
     return inside, float(np.mean(v)), len(v), float(np.mean(r < CHI2_3DOF_95)), float(np.mean(r))
 

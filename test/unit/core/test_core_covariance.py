@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 
 from cvgl_ros.core.config import CovarianceConfig, LocalizerConfig
-from cvgl_ros.core.covariance import CHI2_3DOF_95, inflation_factor, nees, pose_covariance
+from cvgl_ros.core.covariance import CHI2_3DOF_95, inflation_factor, pose_covariance
 from cvgl_ros.core.errors import DegenerateInputError, InvalidInputError
-from cvgl_ros.core.geodesy import wrap_angle_rad
-from cvgl_ros.core.localizer import solve_patch_pose
 from cvgl_ros.core.procrustes import Similarity2D
-from cvgl_ros.core.synthetic import make_problem
+from cvgl_ros.core.synthetic import simulated_nees
 
 RAW = CovarianceConfig(
     base_inflation=1.0,
@@ -80,32 +78,9 @@ def test_covariance_errors() -> None:
 
 
 def _nees_trials(trials: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
     # Simulated targets are exact map coordinates: no georeferencing error to account for.
     cfg = LocalizerConfig(covariance=CovarianceConfig(map_georef_sigma_m=0.0))
-    values = []
-    for _ in range(trials):
-        p = make_problem(
-            rng,
-            int(rng.choice([40, 100, 300, 800])),
-            float(rng.uniform(0.0, 0.75)),
-            float(rng.uniform(0.2, 1.0)),
-            layout="forward" if rng.random() < 0.6 else "nadir",
-            scale=float(rng.choice([1.0, rng.uniform(0.5, 2.0)])),
-            range_noise_ratio=float(rng.choice([0.0, 0.02, 0.05])),
-        )
-        sol = solve_patch_pose(p.source, p.target, p.weights, cfg, np.zeros(2), np.eye(2) * 400)
-        if not sol.gate.ok:
-            continue
-        m = sol.ransac.model
-        err = np.array(
-            [
-                *(m.translation_m - p.truth.translation_m),
-                float(wrap_angle_rad(m.yaw_rad - p.truth.yaw_rad)),
-            ]
-        )
-        values.append(nees(err, sol.covariance.cov_en_yaw))
-    return np.array(values)
+    return simulated_nees(trials, seed, cfg)[0]
 
 
 def test_nees_is_chi2_3_consistent() -> None:
