@@ -354,7 +354,7 @@ class DepthAnythingDepth:
     def _network_depth(self, image: UInt8Array) -> np.ndarray:
         """Depth at the network's resolution, (h_in, w_in) float32, NaN where unknown; the
         network runs only when ``image`` differs from the previous call's."""
-        from cvgl_ros.models.backbone import prepare_image
+        from cvgl_ros.models.preprocess import prepare_image
 
         img = np.asarray(image)
         digest = hashlib.blake2b(np.ascontiguousarray(img).data, digest_size=16).hexdigest()

@@ -22,12 +22,12 @@ from cvgl_ros.backends.base import (
     resolve_backend_kind,
 )
 from cvgl_ros.core.types import AerialPatch, Correspondences, UInt8Array
-from cvgl_ros.models.backbone import prepare_image
 from cvgl_ros.models.cache import AerialFeatureCache
 from cvgl_ros.models.checkpoint import MatcherCheckpoint, load_matcher_checkpoint
 from cvgl_ros.models.config import LearnedMatcherConfig
 from cvgl_ros.models.errors import WeightsError
 from cvgl_ros.models.matching import dual_softmax, select_matches, token_centers_px
+from cvgl_ros.models.preprocess import prepare_image
 
 LOGGER = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ def calibration_batches(
     """
     import cv2
 
-    from cvgl_ros.models.backbone import prepare_image
+    from cvgl_ros.models.preprocess import prepare_image
 
     if len(shape) != 4 or shape[0] != 1 or shape[1] != 3:
         raise ValueError(f"INT8 calibration needs an image input (1, 3, H, W), got {shape}")

@@ -24,7 +24,8 @@ import torch
 
 from cvgl_ros.core.interfaces import DepthProvider
 from cvgl_ros.core.types import FloatArray
-from cvgl_ros.models.backbone import DinoBackbone, dinov2_config, load_dinov2, prepare_image
+from cvgl_ros.models.backbone import DinoBackbone, dinov2_config, load_dinov2
+from cvgl_ros.models.preprocess import prepare_image
 from cvgl_ros.training.datasets import DatasetError, PairDataset, TrainingSample
 from cvgl_ros.training.geometry import (
     aerial_cell_points_m,

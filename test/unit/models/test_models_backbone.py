@@ -13,6 +13,7 @@ pytest.importorskip("transformers")
 from cvgl_ros.models import backbone as bb  # noqa: E402
 from cvgl_ros.models.errors import WeightsError  # noqa: E402
 from cvgl_ros.models.networks import torch_dinov2_random  # noqa: E402
+from cvgl_ros.models.preprocess import prepare_image  # noqa: E402
 
 torch.set_num_threads(2)
 
@@ -130,8 +131,8 @@ def test_load_errors(tmp_path: Path) -> None:
 
 def test_prepare_image_scales_and_resizes() -> None:
     img = np.full((50, 70, 3), 255, np.uint8)
-    x = bb.prepare_image(img, (28, 42))
+    x = prepare_image(img, (28, 42))
     assert x.shape == (1, 3, 28, 42) and x.dtype == np.float32
     np.testing.assert_allclose(x, 1.0)
     with pytest.raises(ValueError, match="uint8"):
-        bb.prepare_image(img.astype(np.float32), (28, 28))
+        prepare_image(img.astype(np.float32), (28, 28))
