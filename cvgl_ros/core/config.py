@@ -156,7 +156,8 @@ class CovarianceConfig:
     (1 + ratio_inflation * (1 - inlier_ratio))`` (calibrated for chi-square(3) consistency of the
     NEES on simulated correspondences), and ``C_floor`` holds the errors that do not average down
     with the inlier count and cannot be seen in the residuals (see docs/CORE.md): the aerial
-    keypoint floor, the map's georeferencing error and minimum sigmas.
+    keypoint floor, the map's georeferencing error, the roll/pitch (gravity) error and minimum
+    sigmas.
 
     Attributes:
         base_inflation: overall factor (>= 1; raise it for unmodelled errors such as depth-model
@@ -183,6 +184,15 @@ class CovarianceConfig:
             rolling shutter, timing).
         min_yaw_sigma_rad: standard deviation added in quadrature to yaw, radians (map and
             camera-mount yaw errors the inliers cannot see).
+        attitude_sigma_rad: 1-sigma roll/pitch error of ``gravity_from_camera`` (IMU gravity
+            estimate or static mount calibration), radians. A tilt error tilts every lifted
+            ray and moves the lifted ground points, hence the position, by about the metric
+            camera-to-ground range of the inliers times the error; it is added to east and
+            north as ``(inlier_range_m * attitude_sigma_rad)²``. The default 0.0087 (0.5 deg)
+            is a typical MEMS IMU's roll/pitch accuracy under motion and a typical camera-mount
+            calibration (a good tactical IMU reaches 0.05-0.1 deg: lower it; an uncalibrated
+            mount or a fixed nominal attitude without IMU: raise it to the expected tilt).
+            0 disables it.
     """
 
     base_inflation: float = 1.0
@@ -193,6 +203,7 @@ class CovarianceConfig:
     map_georef_sigma_m: float = 1.0
     min_position_sigma_m: float = 0.02
     min_yaw_sigma_rad: float = 1e-3
+    attitude_sigma_rad: float = 0.0087
 
     def __post_init__(self) -> None:
         if _positive(self, "base_inflation") < 1.0:
@@ -204,6 +215,7 @@ class CovarianceConfig:
         _non_negative(self, "map_georef_sigma_m")
         _non_negative(self, "min_position_sigma_m")
         _non_negative(self, "min_yaw_sigma_rad")
+        _non_negative(self, "attitude_sigma_rad")
 
 
 @dataclass(frozen=True)

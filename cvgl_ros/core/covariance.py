@@ -13,7 +13,7 @@ slip under the threshold, selection of the best hypothesis), so it is inflated b
 ``base_inflation * (1 + count_inflation / sqrt(n)) * (1 + ratio_inflation * (1 - ratio))``.
 
 The least-squares covariance shrinks as ``1 / n``: it assumes independent residuals. Errors that
-every inlier shares do not average down and are invisible in the residuals, so three physical
+every inlier shares do not average down and are invisible in the residuals, so four physical
 terms are added to it (all in :class:`~cvgl_ros.core.config.CovarianceConfig`):
 
 * **aerial keypoint floor** ``aerial_px_sigma`` (aerial pixels) times the patch resolution
@@ -27,11 +27,24 @@ terms are added to it (all in :class:`~cvgl_ros.core.config.CovarianceConfig`):
   the same Jacobian;
 * **map georeferencing** ``map_georef_sigma_m`` on east and north: the orthophoto's absolute
   error, shared by every frame over the same imagery;
+* **attitude** ``attitude_sigma_rad``: a roll/pitch error ``δ`` of ``gravity_from_camera``
+  tilts every lifted ray by ``δ`` about a horizontal axis, which moves a lifted point ``p``
+  horizontally by ``δ · |p_z|`` (depth that does not depend on the attitude) or, for
+  ground-plane depth, by up to ``δ · |p|² / |p_z|`` (the ray meets the plane elsewhere); for a
+  nadir camera both are about ``δ · range`` with the camera-to-ground range ``|p|`` in metres,
+  nearly the same for every inlier, so the position moves by that much. It is added to east
+  and north as ``(inlier_range_m · attitude_sigma_rad)²`` with ``inlier_range_m`` the median
+  metric 3-D range of the inliers (``scale · |p|``), which the Localizer computes from the
+  lifted points. For a forward camera with ground-plane depth a pitch error stretches far
+  points much more than near ones (``δ · |p|² / |p_z|``), which the fitted scale only partly
+  absorbs: there the term is a lower bound (raise ``attitude_sigma_rad`` or
+  ``base_inflation``);
 * **other floors** ``min_position_sigma_m`` (east, north) and ``min_yaw_sigma_rad`` (yaw),
   added in quadrature.
 
-The two map terms apply when the caller gives the patch resolution ``aerial_m_per_px``, as the
-Localizer always does; points that were not measured in a map image (simulated) get neither.
+The two map terms apply when the caller gives the patch resolution ``aerial_m_per_px``, and
+the attitude term when it gives ``inlier_range_m``, as the Localizer always does; points that
+were not measured in a map image from a camera (simulated correspondences) get none of them.
 The total is ``inflation * C_ls + C_floor``.
 """
 
@@ -62,8 +75,8 @@ class PoseCovariance:
         inflation: factor applied to the least-squares covariance.
         raw_cov_en_yaw: (3, 3) float64, covariance before inflation and floors.
         floor_cov_en_yaw: (3, 3) float64, the part of ``cov_en_yaw`` that does not shrink with
-            the inlier count (keypoint floor, georeferencing, minimum sigmas); None when not
-            computed.
+            the inlier count (keypoint floor, georeferencing, attitude, minimum sigmas); None
+            when not computed.
     """
 
     cov_en_yaw: FloatArray
@@ -84,6 +97,21 @@ def inflation_factor(num_inliers: int, inlier_ratio: float, config: CovarianceCo
     )
 
 
+def attitude_position_var_m2(inlier_range_m: float | None, config: CovarianceConfig) -> float:
+    """Position variance per axis (east, north) from the roll/pitch error, m².
+
+    Args:
+        inlier_range_m: robust metric camera-to-point range of the inliers, metres, or None.
+        config: holds ``attitude_sigma_rad``.
+
+    Returns:
+        ``(inlier_range_m * config.attitude_sigma_rad)²``, or 0 when ``inlier_range_m`` is None.
+    """
+    if inlier_range_m is None:
+        return 0.0
+    return (float(inlier_range_m) * config.attitude_sigma_rad) ** 2
+
+
 def pose_covariance(
     source: FloatArray,
     target: FloatArray,
@@ -92,6 +120,7 @@ def pose_covariance(
     inlier_ratio: float = 1.0,
     config: CovarianceConfig | None = None,
     aerial_m_per_px: float | None = None,
+    inlier_range_m: float | None = None,
 ) -> PoseCovariance:
     """Covariance of the pose ``(t_e, t_n, yaw)`` of a similarity fitted to inliers.
 
@@ -107,13 +136,19 @@ def pose_covariance(
             targets are not measurements in a map image (simulated or exact points): the map
             terms (keypoint floor and ``config.map_georef_sigma_m``) are then left out; the
             Localizer always passes its patch's resolution.
+        inlier_range_m: robust (median) camera-to-point 3-D distance of the inliers, metres
+            (the fitted scale times the lifted range), for the attitude term
+            ``(inlier_range_m * config.attitude_sigma_rad)²`` on east and north. None leaves
+            the attitude term out (points that were not lifted with a gravity estimate); the
+            Localizer always passes it.
 
     Returns:
         The covariance (always finite, symmetric positive definite).
 
     Raises:
-        InvalidInputError: malformed, empty, NaN or inf input, or an ``aerial_m_per_px`` that
-            is not a finite positive number.
+        InvalidInputError: malformed, empty, NaN or inf input, an ``aerial_m_per_px`` that
+            is not a finite positive number or an ``inlier_range_m`` that is not a finite
+            non-negative number.
         DegenerateInputError: fewer than 3 inliers or a singular normal matrix.
     """
     cfg = config if config is not None else CovarianceConfig()
@@ -121,6 +156,10 @@ def pose_covariance(
         mpp = float(aerial_m_per_px)
         if not (math.isfinite(mpp) and mpp > 0.0):
             raise InvalidInputError(f"aerial_m_per_px must be finite and > 0, got {mpp}")
+    if inlier_range_m is not None:
+        range_m = float(inlier_range_m)
+        if not (math.isfinite(range_m) and range_m >= 0.0):
+            raise InvalidInputError(f"inlier_range_m must be finite and >= 0, got {range_m}")
     g = as_points(source, 2, "source")
     a = as_points(target, 2, "target")
     n = g.shape[0]
@@ -155,6 +194,7 @@ def pose_covariance(
         n_eff = float(np.sum(w)) ** 2 / float(np.sum(w * w))
         floor += (cfg.aerial_px_sigma * float(aerial_m_per_px)) ** 2 * n_eff * unit3
         position_var_m2 += cfg.map_georef_sigma_m**2
+    position_var_m2 += attitude_position_var_m2(inlier_range_m, cfg)
     floor[0, 0] += position_var_m2
     floor[1, 1] += position_var_m2
     floor[2, 2] += cfg.min_yaw_sigma_rad**2

@@ -103,6 +103,7 @@ def solve_patch_pose(
     yaw_prior_rad: float | None = None,
     yaw_prior_sigma_rad: float | None = None,
     aerial_m_per_px: float | None = None,
+    point_ranges: FloatArray | None = None,
 ) -> PatchPoseSolution:
     """RANSAC + covariance + gating on lifted correspondences (the numeric heart of the core).
 
@@ -118,6 +119,9 @@ def solve_patch_pose(
         yaw_prior_sigma_rad: its standard deviation (default 10 degrees when None).
         aerial_m_per_px: resolution of the aerial patch the matches come from, metres per
             pixel, for the covariance's keypoint floor; None leaves that floor out.
+        point_ranges: (N,) float64, 3-D distance of each lifted point from the camera, in the
+            units of ``points_g``; the fitted scale times their median over the inliers is the
+            metric range of the covariance's attitude term. None leaves that term out.
 
     Returns:
         The solution; check ``gate.status`` before using it.
@@ -159,6 +163,13 @@ def solve_patch_pose(
     )
     result = ransac_similarity(points_g, aerial_en_m, weights, rc, priors)
     inl = result.inlier_mask
+    inlier_range_m = None
+    if point_ranges is not None:
+        ranges = np.asarray(point_ranges, dtype=np.float64).reshape(-1)
+        if ranges.shape != inl.shape or not np.all(np.isfinite(ranges)):
+            raise InvalidInputError("point_ranges must be finite, one per point of points_g")
+        if np.any(inl):
+            inlier_range_m = result.model.scale * float(np.median(np.abs(ranges[inl])))
     w_inl = None
     if weights is not None and rc.use_weights and rc.weighted_refit:
         w_inl = np.asarray(weights, dtype=np.float64)[inl]
@@ -171,6 +182,7 @@ def solve_patch_pose(
             result.inlier_ratio,
             config.covariance,
             aerial_m_per_px=aerial_m_per_px,
+            inlier_range_m=inlier_range_m,
         )
     except DegenerateInputError:
         # Too few inliers for a covariance: the gates refuse the pose (NaN covariance).
@@ -476,6 +488,7 @@ class Localizer:
                 yaw_prior,
                 yaw_sigma,
                 aerial_m_per_px=patch.m_per_px,
+                point_ranges=np.hypot(np.linalg.norm(lifted.points_g, axis=1), lifted.heights_m),
             )
         except NoValidHypothesisError as exc:
             status = PoseStatus.OUTSIDE_PRIOR if exc.rejected_by_priors else PoseStatus.DEGENERATE

@@ -221,7 +221,11 @@ class _NadirMatcher:
 @pytest.mark.parametrize("m_per_px", [0.25, 1.0])
 def test_localizer_applies_the_patch_resolution(m_per_px: float) -> None:
     truth = np.array([30.0, -20.0])
-    cfg = LocalizerConfig(covariance=CovarianceConfig(aerial_px_sigma=0.2, map_georef_sigma_m=0.0))
+    cfg = LocalizerConfig(
+        covariance=CovarianceConfig(
+            aerial_px_sigma=0.2, map_georef_sigma_m=0.0, attitude_sigma_rad=0.0
+        )
+    )
     loc = Localizer(cfg, _NadirMatcher(truth, 60.0), ConstantRangeDepth(1.0), _Patches(m_per_px))
     lat, lon = WORLD.to_wgs84(truth[0] + 2.0, truth[1] - 1.0)
     prior = GnssPrior(float(lat), float(lon), np.eye(2) * 25.0, stamp_s=1.0)

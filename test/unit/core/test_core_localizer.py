@@ -142,9 +142,12 @@ def test_nadir_end_to_end_unknown_altitude() -> None:
     assert set(est.timings_s) >= {"patch", "match", "depth", "lift", "ransac", "total"}
     cov = est.cov_en_yaw
     assert cov.shape == (3, 3) and np.all(np.linalg.eigvalsh(cov) > 0)
-    # The map's georeferencing sigma (default 1 m) is added; the match itself is far better.
+    # The map's georeferencing sigma (default 1 m) and the attitude term (inlier range, here
+    # 1-1.41 x the altitude, times the roll/pitch sigma) are added; the match is far better.
     georef_m = LocalizerConfig().covariance.map_georef_sigma_m
-    assert georef_m <= math.sqrt(cov[0, 0]) < math.hypot(0.3, georef_m)
+    attitude_m = est.scale * LocalizerConfig().covariance.attitude_sigma_rad
+    low, high = math.hypot(georef_m, attitude_m), math.hypot(0.3, georef_m, 1.42 * attitude_m)
+    assert low <= math.sqrt(cov[0, 0]) < high
     dbg = est.debug
     assert dbg is not None and dbg.points_g is not None and dbg.inlier_mask is not None
     assert dbg.patch is not None and dbg.patch_from_camera is not None
