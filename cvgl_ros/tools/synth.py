@@ -412,7 +412,8 @@ def replay_params(
         truth_is_map: the ground truth was rendered from the map the node matches against,
             so the map has no georeferencing error relative to the truth and
             ``covariance.map_georef_sigma_m`` is 0; False for an independent second map,
-            which keeps the node's default georeferencing error.
+            which keeps the node's default georeferencing error. ``attitude_sigma_rad`` is 0
+            with the (exact) synthetic IMU and the roll/pitch jitter without it.
 
     Returns:
         ``ros__parameters`` content for ``cvgl_node``.
@@ -446,8 +447,14 @@ def replay_params(
         "lifting": {"max_depth_m": 80.0 if spec.kind == "ground" else max(250.0, 4.0 * height)},
         "patch": {"patch_size_px": size, "patch_m_per_px": float(mpp)},
     }
+    # The recording's own error budget: the synthetic IMU reports the exact roll/pitch, and
+    # without it the node's static mount misses the body jitter by jitter_deg (1 sigma).
+    covariance: dict[str, float] = {
+        "attitude_sigma_rad": 0.0 if cfg.imu else math.radians(spec.jitter_deg)
+    }
     if truth_is_map:
-        params["covariance"] = {"map_georef_sigma_m": 0.0}
+        covariance["map_georef_sigma_m"] = 0.0
+    params["covariance"] = covariance
     if map_source:
         params["tiles"] = {"source": str(map_source)}
     return params
