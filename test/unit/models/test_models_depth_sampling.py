@@ -4,16 +4,16 @@ requested pixels only, consistent with a full-resolution resize of the network o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import TracebackType
 
 import numpy as np
 import pytest
 
+from cvgl_ros.backends.base import BackendBase
 from cvgl_ros.models.config import DepthModelConfig
 from cvgl_ros.models.depth import DepthAnythingDepth
 
 
-class RampDepthNet:
+class RampDepthNet(BackendBase):
     """An InferenceBackend double whose "disparity" is a smooth ramp (plus an optional zero
     band: sky); counts its runs."""
 
@@ -21,6 +21,7 @@ class RampDepthNet:
     output_names = ("depth",)
 
     def __init__(self, offset: float = 1.0, sky_rows: int = 0) -> None:
+        super().__init__()
         self.offset = offset
         self.sky_rows = sky_rows
         self.runs = 0
@@ -33,20 +34,6 @@ class RampDepthNet:
         disp = self.offset + 0.02 * u + 0.05 * v + inputs["images"][0, 0] * 0.0
         disp[: self.sky_rows] = 0.0
         return {"depth": disp[None]}
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> RampDepthNet:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _provider(net: RampDepthNet, metric: bool = False) -> DepthAnythingDepth:

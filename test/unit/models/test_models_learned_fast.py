@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cvgl_ros.backends.base import BackendBase
 from cvgl_ros.core.types import AerialPatch
 from cvgl_ros.models import cache as cache_module
 from cvgl_ros.models.matching import dual_softmax, select_matches, single_threaded_blas
@@ -110,7 +110,7 @@ def test_single_threaded_blas_restores_the_thread_count() -> None:
 # --- matcher with counting numpy "networks" (no torch needed for the runs) ----------------
 
 
-class CountingFeatures:
+class CountingFeatures(BackendBase):
     """An InferenceBackend double: (1, 3, H, W) -> (1, H/14, W/14, D) unit descriptors from a
     fixed random projection of each 14x14 block's pixels; counts its runs."""
 
@@ -118,6 +118,7 @@ class CountingFeatures:
     output_names = ("descriptors",)
 
     def __init__(self, dim: int = 32, seed: int = 0) -> None:
+        super().__init__()
         self.projection = np.random.default_rng(seed).standard_normal((3 * PATCH_PX**2, dim))
         self.runs = 0
         self.last_latency_s = 0.001
@@ -130,20 +131,6 @@ class CountingFeatures:
         flat = flat - flat.mean(axis=-1, keepdims=True)
         self.runs += 1
         return {"descriptors": _unit(flat @ self.projection)[None]}
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> CountingFeatures:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @pytest.fixture(scope="module")
