@@ -23,8 +23,11 @@ Everything is seeded (``RansacConfig.seed``): the same input gives the same outp
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 
@@ -32,9 +35,10 @@ from cvgl_ros.core.camera import as_points
 from cvgl_ros.core.config import RansacConfig
 from cvgl_ros.core.errors import DegenerateInputError, InvalidInputError, NoValidHypothesisError
 from cvgl_ros.core.procrustes import Similarity2D, check_weights
-from cvgl_ros.core.types import BoolArray, FloatArray
+from cvgl_ros.core.types import BoolArray, FloatArray, IntArray
 
 ComplexArray = np.ndarray
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,41 @@ class RansacResult:
     cost: float
 
 
+def similarity_from_moments(
+    sw: float,
+    sgx: float,
+    sgy: float,
+    sax: float,
+    say: float,
+    sgg: float,
+    sre: float,
+    sim: float,
+) -> tuple[bool, complex, complex]:
+    """Closed-form weighted least-squares similarity ``a ≈ z g + t`` from summed moments.
+
+    Args:
+        sw, sgx, sgy, sax, say, sgg, sre, sim: ``Σ w [1, g_x, g_y, a_x, a_y, |g|², Re(ḡ a),
+            Im(ḡ a)]`` over the points to fit.
+
+    Returns:
+        (ok, z, t); ok is False (z, t meaningless) without weight, spread or a non-zero z.
+        Plain scalar code: the numba kernel compiles this same function.
+    """
+    if sw <= 0.0:
+        return False, 0j, 0j
+    var_g = sgg - (sgx * sgx + sgy * sgy) / sw
+    if not var_g > 1e-12 * max(sgg, 1e-300):
+        return False, 0j, 0j
+    cre = sre - (sgx * sax + sgy * say) / sw
+    cim = sim - (sgx * say - sgy * sax) / sw
+    z = complex(cre, cim) / var_g
+    if z == 0:
+        return False, 0j, 0j
+    mg = complex(sgx, sgy) / sw
+    ma = complex(sax, say) / sw
+    return True, z, ma - z * mg
+
+
 def _needed_iterations(inlier_ratio: float, confidence: float, cap: int) -> int:
     if inlier_ratio <= 0.0:
         return cap
@@ -146,43 +185,46 @@ def _needed_iterations(inlier_ratio: float, confidence: float, cap: int) -> int:
 # Uniform variates for sampling come from seeded, cached blocks: creating a generator costs
 # more than a whole small solve, and the draws stay reproducible for a given seed.
 _BLOCK = 4096
-_uniform_cache: dict[tuple[int, int], FloatArray] = {}
+_stream_cache: dict[tuple[int, int], FloatArray] = {}
 
 
-def _uniforms(seed: int, block: int) -> FloatArray:
-    """(2, _BLOCK) float64 uniforms in [0, 1): block ``block`` of the stream of ``seed``.
+def _uniform_stream(seed: int, count: int) -> FloatArray:
+    """(2, K) float64 uniforms in [0, 1), K >= ``count``: the first draws of ``seed``'s stream.
 
-    Cached: creating a generator costs more than a whole small solve, and every solve with the
-    same seed starts with the same block.
+    The stream is made of blocks of ``_BLOCK`` draws per row, block ``b`` from
+    ``default_rng((seed, b))``. Cached: every solve with the same seed starts with the same draws.
     """
-    key = (seed, block)
-    u = _uniform_cache.get(key)
+    blocks = max(1, -(-count // _BLOCK))
+    key = (seed, blocks)
+    u = _stream_cache.get(key)
     if u is None:
-        if len(_uniform_cache) >= 64:
-            _uniform_cache.clear()
-        u = np.random.default_rng((seed, block)).random((2, _BLOCK))
-        _uniform_cache[key] = u
+        if len(_stream_cache) >= 64:
+            _stream_cache.clear()
+        parts = [np.random.default_rng((seed, b)).random((2, _BLOCK)) for b in range(blocks)]
+        u = np.ascontiguousarray(np.concatenate(parts, axis=1))
+        u.flags.writeable = False
+        _stream_cache[key] = u
     return u
 
 
-def _sample_pairs(seed: int, start: int, count: int, pool: int) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` ordered pairs of distinct indices in [0, pool), draws ``start`` onwards."""
-    block, off = divmod(start, _BLOCK)
-    if off + count <= _BLOCK:
-        u = _uniforms(seed, block)[:, off : off + count]
-    else:
-        parts = []
-        pos = start
-        while pos < start + count:
-            block, off = divmod(pos, _BLOCK)
-            take = min(_BLOCK - off, start + count - pos)
-            parts.append(_uniforms(seed, block)[:, off : off + take])
-            pos += take
-        u = np.concatenate(parts, axis=1)
-    i = (u[0] * pool).astype(np.intp)
-    j = (u[1] * (pool - 1)).astype(np.intp)
+def _sample_pairs(u: FloatArray, start: int, count: int, pool: int) -> tuple[IntArray, IntArray]:
+    """``count`` ordered pairs of distinct indices in [0, pool) from draws ``start`` onwards."""
+    i = (u[0, start : start + count] * pool).astype(np.intp)
+    j = (u[1, start : start + count] * (pool - 1)).astype(np.intp)
     j += j >= i
     return i, j
+
+
+def _pool_indices(w: FloatArray, pool: int) -> IntArray:
+    """(pool,) indices of the ``pool`` highest weights (ties to the lower index), ascending."""
+    n = w.shape[0]
+    if pool >= n:
+        return np.arange(n)
+    kth = np.partition(w, n - pool)[n - pool]
+    keep = w > kth
+    ties = np.flatnonzero(w == kth)[: pool - int(np.count_nonzero(keep))]
+    keep[ties] = True
+    return np.flatnonzero(keep)
 
 
 class _Problem:
@@ -282,21 +324,9 @@ class _Problem:
 
     def refit(self, inliers: BoolArray) -> tuple[complex, complex] | None:
         """Weighted least-squares similarity on the inliers (None when degenerate)."""
-        sums: list[float] = (self.moments @ inliers).tolist()
-        sw, sgx, sgy, sax, say, sgg, sre, sim = sums
-        if sw <= 0.0:
-            return None
-        var_g = sgg - (sgx * sgx + sgy * sgy) / sw
-        if not var_g > 1e-12 * max(sgg, 1e-300):
-            return None
-        cre = sre - (sgx * sax + sgy * say) / sw
-        cim = sim - (sgx * say - sgy * sax) / sw
-        z = complex(cre, cim) / var_g
-        if z == 0:
-            return None
-        mg = complex(sgx, sgy) / sw
-        ma = complex(sax, say) / sw
-        return z, ma - z * mg
+        sw, sgx, sgy, sax, say, sgg, sre, sim = (self.moments @ inliers).tolist()
+        ok, z, t = similarity_from_moments(sw, sgx, sgy, sax, say, sgg, sre, sim)
+        return (z, t) if ok else None
 
     def polish(
         self,
@@ -357,6 +387,101 @@ class _CentredPriors:
 
 _DEFAULT_CONFIG = RansacConfig()
 _NO_PRIORS = HypothesisPriors()
+_NO_WEIGHTS = np.zeros(0)
+_kernel_lock = threading.Lock()
+_kernel_module: ModuleType | None = None
+_kernel_error: str | None = None
+
+
+def load_compiled_kernel() -> ModuleType | None:
+    """Import and compile :mod:`cvgl_ros.core.ransac_kernel` once (thread-safe).
+
+    The first call in a process compiles the kernel (about 5 s on a 2-core x86 machine the
+    first time after an install) or loads it from numba's on-disk cache (about 0.3 s). The
+    node's pipeline calls it in a background thread at start-up (:func:`warm_up_in_background`);
+    solves with ``implementation="auto"`` run on numpy until it is ready.
+
+    Returns:
+        The kernel module, or None when numba is missing or the kernel failed to compile
+        (the reason is logged once and kept in :func:`compiled_kernel_error`).
+    """
+    global _kernel_module, _kernel_error
+    with _kernel_lock:
+        if _kernel_module is None and _kernel_error is None:
+            try:
+                from cvgl_ros.core import ransac_kernel
+
+                _run_kernel(
+                    ransac_kernel,
+                    np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]),
+                    np.array([[1.0, 1.0], [1.0, 2.0], [0.0, 1.0]]),
+                    None,
+                    _DEFAULT_CONFIG,
+                    _NO_PRIORS,
+                )
+            except ImportError as exc:
+                _kernel_error = f"numba is not installed ({exc})"
+                _log.info("RANSAC runs on numpy: %s", _kernel_error)
+            except Exception as exc:  # numba typing/lowering errors: fall back, loudly
+                _kernel_error = f"the numba kernel failed to compile: {exc!r}"
+                _log.warning("RANSAC runs on numpy: %s", _kernel_error)
+            else:
+                _kernel_module = ransac_kernel
+        return _kernel_module
+
+
+def warm_up_in_background(config: RansacConfig | None = None) -> threading.Thread | None:
+    """Start :func:`load_compiled_kernel` in a daemon thread (None when there is nothing to do:
+    ``implementation="numpy"`` or the kernel is already loaded or known unavailable)."""
+    impl = (config if config is not None else _DEFAULT_CONFIG).implementation
+    if impl == "numpy" or _kernel_module is not None or _kernel_error is not None:
+        return None
+    thread = threading.Thread(target=load_compiled_kernel, name="ransac-kernel-jit", daemon=True)
+    thread.start()
+    return thread
+
+
+def describe_implementation(config: RansacConfig | None = None) -> str:
+    """What solves run on now, for diagnostics; never blocks or compiles.
+
+    Returns:
+        ``"numba"``, ``"numpy"``, ``"numpy (numba kernel compiling)"``, ``"numba (not loaded
+        yet)"`` or ``"numpy (<why the kernel is unavailable>)"``.
+    """
+    impl = (config if config is not None else _DEFAULT_CONFIG).implementation
+    if impl == "numpy":
+        return "numpy"
+    if _kernel_module is not None:
+        return "numba"
+    if _kernel_error is not None:
+        return f"numpy ({_kernel_error})"
+    if _kernel_lock.locked():
+        return "numpy (numba kernel compiling)"
+    return "numba (not loaded yet)"
+
+
+def compiled_kernel_error() -> str | None:
+    """Why the compiled kernel is unavailable (after :func:`load_compiled_kernel`), or None."""
+    return _kernel_error
+
+
+def resolve_implementation(config: RansacConfig | None = None) -> str:
+    """``"numba"`` or ``"numpy"``: what :func:`ransac_similarity` runs for ``config``.
+
+    Raises:
+        ImportError: ``implementation="numba"`` and the kernel is unavailable.
+    """
+    impl = (config if config is not None else _DEFAULT_CONFIG).implementation
+    if impl == "numpy":
+        return "numpy"
+    if load_compiled_kernel() is not None:
+        return "numba"
+    if impl == "numba":
+        raise ImportError(
+            f"RansacConfig.implementation='numba' but {_kernel_error}; install numba "
+            "(pip install numba, or apt install python3-numba), or use 'auto' or 'numpy'"
+        )
+    return "numpy"
 
 
 def ransac_similarity(
@@ -367,6 +492,9 @@ def ransac_similarity(
     priors: HypothesisPriors | None = None,
 ) -> RansacResult:
     """Robustly fit ``target ≈ s R(yaw) source + t``.
+
+    Runs the compiled kernel or the numpy solver (``config.implementation``, see
+    :func:`resolve_implementation`); both give the same result up to rounding.
 
     Args:
         source: (N, 2) float64, planar ground points (gravity-aligned body frame, depth units).
@@ -382,8 +510,159 @@ def ransac_similarity(
         InvalidInputError: malformed, empty, NaN or inf input.
         DegenerateInputError: fewer than 2 correspondences, no spread.
         NoValidHypothesisError: no minimal sample gave a hypothesis satisfying the priors.
+        ImportError: ``implementation="numba"`` without numba.
     """
     cfg = config if config is not None else _DEFAULT_CONFIG
+    pri = priors if priors is not None else _NO_PRIORS
+    kernel = _kernel_module
+    # "auto" does not wait while another thread compiles the kernel (the node warms it up in
+    # the background): that solve runs on numpy instead.
+    busy = cfg.implementation == "auto" and _kernel_lock.locked()
+    if kernel is None and cfg.implementation != "numpy" and not busy:
+        kernel = load_compiled_kernel()
+        if kernel is None:
+            resolve_implementation(cfg)  # raises for an explicit "numba"
+    if kernel is not None and cfg.implementation != "numpy":
+        return _run_kernel(kernel, source, target, weights, cfg, pri)
+    return _ransac_numpy(source, target, weights, cfg, pri)
+
+
+def _shaped_points(array: object, name: str) -> FloatArray:
+    """(N, 2) C-contiguous float64 view or copy; finiteness is the kernel's check."""
+    a = np.ascontiguousarray(array, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] != 2:
+        raise InvalidInputError(f"{name} must be an (N, 2) array, got shape {a.shape}")
+    if a.shape[0] == 0:
+        raise InvalidInputError(f"{name} is empty")
+    return a
+
+
+def _initial_pool(cfg: RansacConfig, n: int) -> int:
+    return min(n, max(cfg.min_pool_size, math.ceil(cfg.initial_pool_fraction * n)))
+
+
+def _run_kernel(
+    kernel: ModuleType,
+    source: object,
+    target: object,
+    weights: object | None,
+    cfg: RansacConfig,
+    priors: HypothesisPriors,
+) -> RansacResult:
+    """:func:`ransac_similarity` through the compiled kernel."""
+    src = _shaped_points(source, "source")
+    dst = _shaped_points(target, "target")
+    n = src.shape[0]
+    if dst.shape[0] != n:
+        raise InvalidInputError(f"source has {n} points, target {dst.shape[0]}")
+    use_w = cfg.use_weights and weights is not None
+    w = _NO_WEIGHTS
+    if use_w:
+        w = np.ascontiguousarray(weights, dtype=np.float64).reshape(-1)
+        if w.shape[0] != n:
+            raise InvalidInputError(f"weights has {w.shape[0]} values for {n} points")
+    elif weights is not None:
+        check_weights(weights, n)
+    if n < 2:
+        raise DegenerateInputError("RANSAC needs at least 2 correspondences")
+    params, flags = _kernel_params(cfg, priors)
+    pool = _initial_pool(cfg, n) if use_w else n
+    u = _uniform_stream(cfg.seed, cfg.max_iterations)
+    out = kernel.solve(src, dst, w, u, params, flags, pool, use_w)
+    status, z, t, cost, iterations, rejected, num, residuals_m, inlier_mask = out
+    if status != kernel.OK:
+        raise _kernel_failure(kernel, status, iterations, rejected)
+    return RansacResult(
+        model=Similarity2D.from_complex(z, t),
+        inlier_mask=inlier_mask,
+        residuals_m=residuals_m,
+        num_inliers=num,
+        inlier_ratio=num / n,
+        iterations=iterations,
+        cost=cost,
+    )
+
+
+_params_cache: list[tuple[RansacConfig, HypothesisPriors, tuple[FloatArray, IntArray]]] = []
+
+
+def _kernel_params(cfg: RansacConfig, priors: HypothesisPriors) -> tuple[FloatArray, IntArray]:
+    """(params, flags) vectors of the kernel for ``cfg`` and ``priors`` (last 8 cached)."""
+    for c, p, v in _params_cache:
+        if c is cfg and p is priors:
+            return v
+    yaw = priors.yaw_rad
+    info = priors.position_info
+    pos = priors.position_en_m
+    params = np.array(
+        [
+            cfg.inlier_threshold_m**2,
+            cfg.confidence,
+            cfg.min_sample_distance_m**2,
+            -math.inf if priors.scale_min is None else priors.scale_min,
+            math.inf if priors.scale_max is None else priors.scale_max,
+            1.0 if yaw is None else math.cos(yaw),
+            0.0 if yaw is None else math.sin(yaw),
+            priors.yaw_tolerance_rad,
+            0.0 if pos is None else pos[0],
+            0.0 if pos is None else pos[1],
+            0.0 if info is None else info[0, 0],
+            0.0 if info is None else info[0, 1],
+            0.0 if info is None else info[1, 1],
+            priors.position_gate_sigma**2,
+        ]
+    )
+    flags = np.array(
+        [
+            cfg.max_iterations,
+            cfg.batch_size,
+            cfg.lo_iterations,
+            cfg.weighted_refit,
+            priors.scale_min is not None or priors.scale_max is not None,
+            yaw is not None,
+            info is not None,
+        ],
+        dtype=np.int64,
+    )
+    params.flags.writeable = False
+    flags.flags.writeable = False
+    if len(_params_cache) >= 8:
+        _params_cache.pop(0)
+    _params_cache.append((cfg, priors, (params, flags)))
+    return params, flags
+
+
+def _no_hypothesis(iterations: int, rejected: int) -> NoValidHypothesisError:
+    return NoValidHypothesisError(
+        f"none of {iterations} minimal samples gave a hypothesis satisfying the priors "
+        f"({rejected} rejected by the scale/yaw/position priors, the rest degenerate)",
+        rejected_by_priors=rejected,
+    )
+
+
+def _kernel_failure(kernel: ModuleType, status: int, iterations: int, rejected: int) -> Exception:
+    """The numpy path's exception for a failure status of the kernel."""
+    if status == kernel.NO_HYPOTHESIS:
+        return _no_hypothesis(iterations, rejected)
+    if status == kernel.WEIGHTS_ALL_ZERO:
+        return DegenerateInputError("all weights are zero")
+    messages = {
+        kernel.SOURCE_NOT_FINITE: "source contains NaN or inf",
+        kernel.TARGET_NOT_FINITE: "target contains NaN or inf",
+        kernel.WEIGHTS_NOT_FINITE: "weights contain NaN or inf",
+        kernel.WEIGHTS_NEGATIVE: "weights must be >= 0",
+    }
+    return InvalidInputError(messages.get(status, f"RANSAC kernel status {status}"))
+
+
+def _ransac_numpy(
+    source: object,
+    target: object,
+    weights: object | None,
+    cfg: RansacConfig,
+    priors: HypothesisPriors,
+) -> RansacResult:
+    """:func:`ransac_similarity` in vectorised numpy (the reference implementation)."""
     src = as_points(source, 2, "source")
     dst = as_points(target, 2, "target")
     n = src.shape[0]
@@ -396,21 +675,20 @@ def ransac_similarity(
         if not (w_in > 0.0).any():
             raise DegenerateInputError("all weights are zero")
         w_score = w_in
-        pool = min(n, max(cfg.min_pool_size, math.ceil(cfg.initial_pool_fraction * n)))
+        pool = _initial_pool(cfg, n)
     else:
         w_score = np.ones(n)
         pool = n
     w_fit = w_score if cfg.weighted_refit else None
     prob = _Problem(src, dst, w_fit, w_score, cfg.inlier_threshold_m**2)
-    pri = _CentredPriors(priors if priors is not None else _NO_PRIORS, prob.mg, prob.ma)
+    pri = _CentredPriors(priors, prob.mg, prob.ma)
     th2 = prob.th2
     min_d2 = cfg.min_sample_distance_m**2
     g, a = prob.g, prob.a
+    u = _uniform_stream(cfg.seed, cfg.max_iterations)
 
-    # PROSAC-style pools: the `pool` best-weighted correspondences. The full ordering is only
-    # computed when the first pool does not suffice (most solves stop after one batch).
-    order: np.ndarray | None = None
-    pool_idx = np.argpartition(w_score, n - pool)[n - pool :] if pool < n else np.arange(n)
+    # PROSAC-style pools: the `pool` best-weighted correspondences, doubling each batch.
+    pool_idx = _pool_indices(w_score, pool)
     g_pool, a_pool = g[pool_idx], a[pool_idx]
     f_pool, w_pool = prob.pool_features(g_pool, a_pool), w_score[pool_idx]
 
@@ -422,13 +700,13 @@ def ransac_similarity(
     needed = cfg.max_iterations
     while iterations < min(needed, cfg.max_iterations):
         b = min(cfg.batch_size, cfg.max_iterations - iterations)
-        i, j = _sample_pairs(cfg.seed, iterations, b, pool)
+        i, j = _sample_pairs(u, iterations, b, pool)
         iterations += b
         gi, ai = g_pool[i], a_pool[i]
         dg = g_pool[j] - gi
         z = (a_pool[j] - ai) / np.where(dg == 0, 1.0, dg)
         t = ai - z * gi
-        ok = dg.real * dg.real + dg.imag * dg.imag > min_d2
+        ok = (dg.real * dg.real + dg.imag * dg.imag > min_d2) & np.isfinite(z) & np.isfinite(t)
         if pri.active:
             well_posed = int(np.count_nonzero(ok))
             ok &= pri.accepts(z, t)
@@ -449,18 +727,12 @@ def ransac_similarity(
             eps = float(np.count_nonzero(best_r2[pool_idx] < th2)) / pool
             needed = _needed_iterations(eps, cfg.confidence, cfg.max_iterations)
         if pool < n and iterations < min(needed, cfg.max_iterations):
-            if order is None:
-                order = np.argsort(-w_score)
             pool = min(n, 2 * pool)
-            pool_idx = order[:pool]
+            pool_idx = _pool_indices(w_score, pool)
             g_pool, a_pool = g[pool_idx], a[pool_idx]
             f_pool, w_pool = prob.pool_features(g_pool, a_pool), w_score[pool_idx]
     if best is None:
-        raise NoValidHypothesisError(
-            f"none of {iterations} minimal samples gave a hypothesis satisfying the priors "
-            f"({rejected} rejected by the scale/yaw/position priors, the rest degenerate)",
-            rejected_by_priors=rejected,
-        )
+        raise _no_hypothesis(iterations, rejected)
     z_best, t_best = prob.uncentre(*best)
     inlier_mask = np.asarray(best_r2 < th2, dtype=np.bool_)
     num = int(np.count_nonzero(inlier_mask))

@@ -1,4 +1,8 @@
-"""RANSAC: recovery with heavy outliers, priors, determinism, typed failures."""
+"""RANSAC: recovery with heavy outliers, priors, determinism, typed failures.
+
+Every test runs twice: on the compiled kernel and on the numpy solver (numba hidden, as on a
+machine without it: ``implementation="auto"`` must fall back).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cvgl_ros.core import ransac
 from cvgl_ros.core.config import RansacConfig
 from cvgl_ros.core.errors import DegenerateInputError, InvalidInputError, NoValidHypothesisError
 from cvgl_ros.core.ransac import HypothesisPriors, ransac_similarity
 from cvgl_ros.core.synthetic import SyntheticProblem, make_problem
+
+
+@pytest.fixture(autouse=True, params=["numba", "numpy"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test on the compiled kernel, then with numba hidden (numpy fallback)."""
+    if request.param == "numba":
+        if ransac.load_compiled_kernel() is None:
+            pytest.skip(f"numba kernel unavailable: {ransac.compiled_kernel_error()}")
+    else:
+        monkeypatch.setattr(ransac, "_kernel_module", None)
+        monkeypatch.setattr(ransac, "_kernel_error", "numba hidden by the test")
+    assert ransac.resolve_implementation() == request.param
+    return str(request.param)
 
 
 def _check_recovered(
