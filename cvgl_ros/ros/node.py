@@ -438,6 +438,7 @@ class CvglNode(Node):
             "inliers_mean": snap["inliers_mean"],
             "inlier_ratio_mean": snap["inlier_ratio_mean"],
             "camera_info_received": self._pipeline.has_camera,
+            "ransac_implementation": snap["ransac_implementation"],
             "uptime_s": now - self._start_wall_s,
         }
         for stage, mean_s in sorted(snap["latency_mean_s"].items()):

@@ -653,6 +653,13 @@ def configs_from_params(values: Mapping[str, Any]) -> NodeConfigs:
         patch_reuse=_build_section(PatchReuseConfig, "patch_reuse.", merged),
         keep_debug=True,  # references only; the overlay and replay visualisation use it
     )
+    if localizer.ransac.implementation == "numba":
+        from cvgl_ros.core.ransac import resolve_implementation
+
+        try:
+            resolve_implementation(localizer.ransac)  # compiles the kernel now, or fails here
+        except ImportError as exc:
+            raise ParameterError("ransac.implementation", str(exc)) from exc
     matcher = _build_section(MatcherConfig, "matcher.", merged)
     depth = _build_section(DepthConfig, "depth.", merged)
     tiles = None

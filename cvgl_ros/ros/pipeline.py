@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from cvgl_ros.core.ransac import describe_implementation, warm_up_in_background
 from cvgl_ros.core.types import FloatArray, GnssPrior, PoseEstimate, PoseStatus, UInt8Array
 from cvgl_ros.ros import constants as const
 from cvgl_ros.ros import convert
@@ -287,6 +288,8 @@ class Pipeline:
         )
         self._origin_logged = False
         self._warned: set[str] = set()
+        # Compile (or load from cache) the RANSAC kernel off the frame path.
+        warm_up_in_background(configs.localizer.ransac)
 
     # ------------------------------------------------------------------ construction
 
@@ -387,6 +390,7 @@ class Pipeline:
         """Counters and recent measurements (see :class:`PipelineStats`)."""
         with self._lock:
             snap = self.stats.snapshot()
+        snap["ransac_implementation"] = describe_implementation(self._configs.localizer.ransac)
         source = self.patch_source
         tile_stats = getattr(source, "stats", None)
         if callable(tile_stats):
@@ -406,6 +410,7 @@ class Pipeline:
         """
         from cvgl_ros.core.localizer import Localizer
 
+        warm_up_in_background(configs.localizer.ransac)
         old = self._localizer
         localizer = Localizer(
             configs.localizer,

@@ -9,6 +9,7 @@ import platform
 # (import name, what it enables, the extra that installs it)
 _OPTIONAL: tuple[tuple[str, str, str], ...] = (
     ("numpy", "pose core", "(base)"),
+    ("numba", "compiled RANSAC kernel (numpy fallback without it)", "(base)"),
     ("cv2", "classical matcher, image codecs", "(base)"),
     ("pyproj", "tile georeference", "(base)"),
     ("rasterio", "GeoTIFF orthophotos", "(base)"),
@@ -36,6 +37,12 @@ def run_selfcheck() -> list[tuple[str, bool, str]]:
             rows.append(
                 (module, False, f"{what}: missing ({type(exc).__name__}); install extra [{extra}]")
             )
+    from cvgl_ros.core.ransac import compiled_kernel_error, load_compiled_kernel
+
+    if load_compiled_kernel() is not None:
+        rows.append(("ransac", True, "RANSAC runs on the compiled numba kernel"))
+    else:
+        rows.append(("ransac", False, f"RANSAC runs on numpy: {compiled_kernel_error()}"))
     return rows
 
 

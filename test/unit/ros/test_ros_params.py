@@ -151,3 +151,19 @@ def test_params_file_with_namespace_wildcards(tmp_path: Path) -> None:
     other.write_text("some_other_node:\n  ros__parameters:\n    x: 1\n")
     with pytest.raises(ParameterError, match="cvgl_node"):
         load_params_file(other)
+
+
+def test_ransac_implementation_choices_and_missing_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cvgl_ros.core import ransac
+
+    assert PARAMETERS["ransac.implementation"].choices == ("auto", "numba", "numpy")
+    with pytest.raises(ParameterError, match=r"ransac\.implementation"):
+        configs_from_params({"ransac.implementation": "cuda"})
+    assert configs_from_params({"ransac.implementation": "numpy"}).localizer.ransac.implementation
+    # Without numba "auto" still builds (numpy fallback); an explicit "numba" is refused at
+    # start-up or when set at run time, with what to install.
+    monkeypatch.setattr(ransac, "_kernel_module", None)
+    monkeypatch.setattr(ransac, "_kernel_error", "numba is not installed (test)")
+    configs_from_params({"ransac.implementation": "auto"})
+    with pytest.raises(ParameterError, match="pip install numba"):
+        configs_from_params({"ransac.implementation": "numba"})
