@@ -396,7 +396,7 @@ _kernel_error: str | None = None
 def load_compiled_kernel() -> ModuleType | None:
     """Import and compile :mod:`cvgl_ros.core.ransac_kernel` once (thread-safe).
 
-    The first call in a process compiles the kernel (about 5 s on a 2-core x86 machine the
+    The first call in a process compiles the kernel (5-7 s on a 2-core x86 machine the
     first time after an install) or loads it from numba's on-disk cache (about 0.3 s). The
     node's pipeline calls it in a background thread at start-up (:func:`warm_up_in_background`);
     solves with ``implementation="auto"`` run on numpy until it is ready.
