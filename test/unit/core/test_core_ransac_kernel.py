@@ -285,3 +285,27 @@ def test_implementation_names_and_validation() -> None:
     with pytest.raises(ValueError, match="implementation"):
         RansacConfig(implementation="cuda")  # type: ignore[arg-type]
     assert math.isfinite(ransac_similarity(np.eye(2), np.eye(2)).cost)
+
+
+@pytest.mark.slow
+def test_kernel_compiles_into_and_loads_from_a_cache_dir(tmp_path: Any) -> None:
+    """A fresh process compiles into NUMBA_CACHE_DIR (a read-only install's case), the next
+    one loads from it; both end with the kernel loaded."""
+    import os
+    import subprocess
+    import sys
+
+    from cvgl_ros.tools.benchmarks.core import _LOAD_SNIPPET
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", _LOAD_SNIPPET],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout.strip()
+        assert float(out) > 0.0, out
+        assert any(p.suffix == ".nbi" for p in tmp_path.rglob("*"))
