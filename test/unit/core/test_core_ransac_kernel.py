@@ -309,3 +309,60 @@ def test_kernel_compiles_into_and_loads_from_a_cache_dir(tmp_path: Any) -> None:
         ).stdout.strip()
         assert float(out) > 0.0, out
         assert any(p.suffix == ".nbi" for p in tmp_path.rglob("*"))
+
+
+def test_parameter_vectors_follow_the_kernel_layout() -> None:
+    cov = np.array([[4.0, 1.0], [1.0, 9.0]])
+    priors = HypothesisPriors(
+        scale_min=0.5,
+        scale_max=2.0,
+        yaw_rad=0.3,
+        yaw_tolerance_rad=0.2,
+        position_en_m=np.array([10.0, -5.0]),
+        position_cov_m2=cov,
+        position_gate_sigma=4.0,
+    )
+    cfg = RansacConfig(
+        inlier_threshold_m=2.0,
+        confidence=0.99,
+        min_sample_distance_m=0.1,
+        max_iterations=77,
+        batch_size=9,
+        lo_iterations=3,
+        weighted_refit=True,
+    )
+    params, flags = ransac._kernel_params(cfg, priors)
+    assert params.shape == (kernel.NUM_PARAMS,) and flags.shape == (kernel.NUM_FLAGS,)
+    info = np.linalg.inv(cov)
+    expected_params = {
+        kernel.P_TH2: 4.0,
+        kernel.P_CONFIDENCE: 0.99,
+        kernel.P_MIN_D2: 0.01,
+        kernel.P_SCALE_MIN: 0.5,
+        kernel.P_SCALE_MAX: 2.0,
+        kernel.P_YAW_COS: math.cos(0.3),
+        kernel.P_YAW_SIN: math.sin(0.3),
+        kernel.P_YAW_TOL: 0.2,
+        kernel.P_POS_E: 10.0,
+        kernel.P_POS_N: -5.0,
+        kernel.P_INFO_EE: info[0, 0],
+        kernel.P_INFO_EN: info[0, 1],
+        kernel.P_INFO_NN: info[1, 1],
+        kernel.P_GATE2: 16.0,
+    }
+    for index, value in expected_params.items():
+        assert params[index] == pytest.approx(value)
+    expected_flags = {
+        kernel.F_MAX_ITERATIONS: 77,
+        kernel.F_BATCH: 9,
+        kernel.F_LO_ITERATIONS: 3,
+        kernel.F_WEIGHTED_REFIT: 1,
+        kernel.F_HAS_SCALE: 1,
+        kernel.F_HAS_YAW: 1,
+        kernel.F_HAS_POSITION: 1,
+    }
+    for index, value in expected_flags.items():
+        assert flags[index] == value
+    # Cached per (config, priors) object, read-only.
+    assert ransac._kernel_params(cfg, priors)[0] is params
+    assert not params.flags.writeable
