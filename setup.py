@@ -26,7 +26,7 @@ setup(
         "setuptools",
         "numpy>=1.22",
         # Compiles the RANSAC kernel (cvgl_ros/core/ransac_kernel.py); the core falls back to
-        # numpy without it, 4-10x slower per solve.
+        # numpy without it, 3-9x slower per solve (docs/BENCHMARKS.md).
         "numba>=0.59",
         "opencv-python-headless>=4.5",
         "pyyaml>=5.4",

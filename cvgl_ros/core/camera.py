@@ -28,8 +28,12 @@ DepthKind = Literal["z", "range"]
 _SUPPORTED_DISTORTION_MODELS = ("plumb_bob", "rational_polynomial")
 
 
-def as_points(array: object, dims: int, name: str) -> FloatArray:
+def as_points(array: object, dims: int, name: str, check_finite: bool = True) -> FloatArray:
     """Validate and convert an (N, dims) array of finite floats.
+
+    Args:
+        check_finite: False leaves the NaN/inf check to the caller (the compiled RANSAC kernel
+            does it in its first pass).
 
     Raises:
         InvalidInputError: wrong shape, empty, NaN or inf.
@@ -39,7 +43,7 @@ def as_points(array: object, dims: int, name: str) -> FloatArray:
         raise InvalidInputError(f"{name} must be an (N, {dims}) array, got shape {a.shape}")
     if a.shape[0] == 0:
         raise InvalidInputError(f"{name} is empty")
-    if not np.isfinite(a).all():
+    if check_finite and not np.isfinite(a).all():
         raise InvalidInputError(f"{name} contains NaN or inf")
     return a
 

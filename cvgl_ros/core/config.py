@@ -118,8 +118,8 @@ class RansacConfig:
             (:mod:`cvgl_ros.core.ransac_kernel`) when numba is installed and the vectorised
             numpy solver otherwise; ``"numba"`` requires the kernel (an error names the package
             to install); ``"numpy"`` always runs numpy. Both run the same algorithm on the same
-            seeded draws and agree to rounding; the kernel is 4-10x faster below a few thousand
-            correspondences (docs/BENCHMARKS.md).
+            seeded draws and agree to rounding; the kernel is 7-9x faster at 512-1024
+            correspondences, 3x at 4096 (docs/BENCHMARKS.md).
     """
 
     inlier_threshold_m: float = 3.0

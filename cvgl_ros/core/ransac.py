@@ -477,11 +477,15 @@ def resolve_implementation(config: RansacConfig | None = None) -> str:
     if load_compiled_kernel() is not None:
         return "numba"
     if impl == "numba":
-        raise ImportError(
-            f"RansacConfig.implementation='numba' but {_kernel_error}; install numba "
-            "(pip install numba, or apt install python3-numba), or use 'auto' or 'numpy'"
-        )
+        raise _numba_missing()
     return "numpy"
+
+
+def _numba_missing() -> ImportError:
+    return ImportError(
+        f"RansacConfig.implementation='numba' but {_kernel_error}; install numba "
+        "(pip install numba, or apt install python3-numba), or use 'auto' or 'numpy'"
+    )
 
 
 def ransac_similarity(
@@ -514,27 +518,17 @@ def ransac_similarity(
     """
     cfg = config if config is not None else _DEFAULT_CONFIG
     pri = priors if priors is not None else _NO_PRIORS
-    kernel = _kernel_module
-    # "auto" does not wait while another thread compiles the kernel (the node warms it up in
-    # the background): that solve runs on numpy instead.
-    busy = cfg.implementation == "auto" and _kernel_lock.locked()
-    if kernel is None and cfg.implementation != "numpy" and not busy:
-        kernel = load_compiled_kernel()
-        if kernel is None:
-            resolve_implementation(cfg)  # raises for an explicit "numba"
-    if kernel is not None and cfg.implementation != "numpy":
-        return _run_kernel(kernel, source, target, weights, cfg, pri)
+    if cfg.implementation != "numpy":
+        kernel = _kernel_module
+        # "auto" does not wait while another thread compiles the kernel (the node warms it up
+        # in the background): that solve runs on numpy instead.
+        if kernel is None and not (cfg.implementation == "auto" and _kernel_lock.locked()):
+            kernel = load_compiled_kernel()
+            if kernel is None and cfg.implementation == "numba":
+                raise _numba_missing()
+        if kernel is not None:
+            return _run_kernel(kernel, source, target, weights, cfg, pri)
     return _ransac_numpy(source, target, weights, cfg, pri)
-
-
-def _shaped_points(array: object, name: str) -> FloatArray:
-    """(N, 2) C-contiguous float64 view or copy; finiteness is the kernel's check."""
-    a = np.ascontiguousarray(array, dtype=np.float64)
-    if a.ndim != 2 or a.shape[1] != 2:
-        raise InvalidInputError(f"{name} must be an (N, 2) array, got shape {a.shape}")
-    if a.shape[0] == 0:
-        raise InvalidInputError(f"{name} is empty")
-    return a
 
 
 def _initial_pool(cfg: RansacConfig, n: int) -> int:
@@ -550,8 +544,9 @@ def _run_kernel(
     priors: HypothesisPriors,
 ) -> RansacResult:
     """:func:`ransac_similarity` through the compiled kernel."""
-    src = _shaped_points(source, "source")
-    dst = _shaped_points(target, "target")
+    # Finiteness is the kernel's first pass; it needs C-contiguous float64.
+    src = np.ascontiguousarray(as_points(source, 2, "source", check_finite=False))
+    dst = np.ascontiguousarray(as_points(target, 2, "target", check_finite=False))
     n = src.shape[0]
     if dst.shape[0] != n:
         raise InvalidInputError(f"source has {n} points, target {dst.shape[0]}")

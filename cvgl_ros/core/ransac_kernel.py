@@ -381,6 +381,7 @@ def solve(
                     k_best = h
             zk = batch_z[k_best]
             tk = batch_t[k_best]
+            # No previous inlier set to compare with: `previous` aliases `out`, `changed` unused.
             ck, _, mom = _measure(g, a, w, weighted, zk, tk, th2, cand_r2, cand_r2)
             if ck < best_cost:
                 # Local optimisation: least-squares refit on the inliers while the cost falls.
