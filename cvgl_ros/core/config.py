@@ -250,6 +250,12 @@ class GatingConfig:
         prior_gate_sigma: a pose farther from the GNSS prior than this many standard
             deviations (2-D Mahalanobis with prior + pose covariance) -> ``outside_prior``;
             with a yaw prior the yaw is gated the same way.
+        max_log10_nfa: a pose whose inlier set is not significant -- log10 of its number of
+            false alarms (:func:`~cvgl_ros.core.gating.log10_nfa`: how many models with as
+            many inliers random matches would produce, given the inlier threshold's share of
+            the searched patch area) above this -> ``too_few_inliers``. It scales the
+            required evidence with the number of matches and the patch size; ``min_inliers``
+            remains the floor the covariance calibration needs. +inf disables it.
     """
 
     min_inliers: int = 12
@@ -257,6 +263,7 @@ class GatingConfig:
     scale_min: float = 1e-3
     scale_max: float = 1e3
     prior_gate_sigma: float = 5.0
+    max_log10_nfa: float = -6.0
 
     def __post_init__(self) -> None:
         _int_at_least(self, "min_inliers", 2)
@@ -268,6 +275,8 @@ class GatingConfig:
         if self.scale_min >= self.scale_max:
             raise ValueError("GatingConfig.scale_min must be < scale_max")
         _positive(self, "prior_gate_sigma")
+        if math.isnan(self.max_log10_nfa):
+            raise ValueError("GatingConfig.max_log10_nfa must not be NaN")
 
 
 @dataclass(frozen=True)
@@ -321,6 +330,109 @@ class PatchReuseConfig:
 
 
 @dataclass(frozen=True)
+class ViewConfig:
+    """Ground-resolution-adaptive matching (:mod:`cvgl_ros.core.view`).
+
+    With ``adaptive`` the localizer reads each aerial patch at the camera's ground sampling
+    distance (GSD) -- never finer than ``max_map_upsample`` times the map's native
+    resolution -- sized to the camera footprint plus the prior's uncertainty, and hands the
+    matcher the camera image resampled to that GSD and, with a yaw prior, rotated north-up.
+    It needs the camera's height above the ground (:class:`HeightConfig`, or the depth
+    provider) and a camera that looks down; otherwise the fixed patch of the patch source's
+    own configuration is used.
+
+    Attributes:
+        adaptive: choose patch resolution, patch size and camera view per frame; False keeps
+            the patch source's fixed patch and the camera image as it is.
+        max_map_upsample: the patch is never finer than the map's native resolution divided
+            by this (interpolating a map further adds no detail, only pixels).
+        coverage_sigma: the patch covers the camera footprint plus this many standard
+            deviations of the GNSS prior.
+        patch_margin_m: extra patch half-extent, metres.
+        min_patch_size_px: smallest patch edge, pixels.
+        max_patch_size_px: largest patch edge, pixels (the GSD is coarsened to fit).
+        max_view_side_px: largest side of the camera view, pixels (the GSD is coarsened to
+            fit; bounds detection time for high-resolution cameras).
+        max_off_nadir_rad: adaptive matching applies to cameras whose optical axis is within
+            this angle of straight down (the GSD of a forward camera varies over the image).
+        pre_rotate: with a yaw prior, rotate the camera view so that north is up (like the
+            patch).
+        upright_max_yaw_sigma_rad: a pre-rotated view is declared upright (matchers may drop
+            rotation invariance) when the yaw prior's standard deviation is at most this.
+    """
+
+    adaptive: bool = False
+    max_map_upsample: float = 4.0
+    coverage_sigma: float = 3.0
+    patch_margin_m: float = 5.0
+    min_patch_size_px: int = 128
+    max_patch_size_px: int = 1024
+    max_view_side_px: int = 1280
+    max_off_nadir_rad: float = 0.5
+    pre_rotate: bool = True
+    upright_max_yaw_sigma_rad: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("adaptive", "pre_rotate"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ViewConfig.{name} must be a bool")
+        if _finite(self, "max_map_upsample") < 1.0:
+            raise ValueError("ViewConfig.max_map_upsample must be >= 1")
+        _non_negative(self, "coverage_sigma")
+        _non_negative(self, "patch_margin_m")
+        _int_at_least(self, "min_patch_size_px", 16)
+        _int_at_least(self, "max_patch_size_px", self.min_patch_size_px)
+        _int_at_least(self, "max_view_side_px", 64)
+        a = _positive(self, "max_off_nadir_rad")
+        if a >= 0.5 * math.pi:
+            raise ValueError("ViewConfig.max_off_nadir_rad must be < pi/2")
+        _non_negative(self, "upright_max_yaw_sigma_rad")
+
+
+@dataclass(frozen=True)
+class HeightConfig:
+    """The camera's height above the ground, from the GNSS altitude, and the scale it implies.
+
+    ``height = fix altitude - ground_elevation_m`` when both are known (the fix altitude and
+    the elevation in the same vertical datum). It sets the camera's ground resolution for
+    adaptive matching (:class:`ViewConfig`) and bounds the similarity scale: lifted points lie
+    on the ground (``height`` below the camera) or on objects at most ``surface_relief_m``
+    above it, so the fitted scale is known to within the altitude error and the relief.
+
+    Attributes:
+        ground_elevation_m: terrain elevation under the vehicle, metres, in the fix altitude's
+            datum (NavSatFix: WGS84 ellipsoid); NaN = unknown (no height from the fix).
+        altitude_sigma_m: 1-sigma error of the fix altitude minus the elevation, metres.
+        surface_relief_m: height of the highest surfaces the matches may lie on above the
+            ground (trees, roofs), metres: points on them are nearer to the camera, which
+            lowers the apparent scale.
+        scale_gate_sigma: hypotheses and poses whose scale is more than this many altitude
+            sigmas outside the range the height and relief allow are rejected.
+        min_height_m: a height below this is treated as unknown (vehicle on the ground, fix
+            altitude unusable), metres.
+    """
+
+    ground_elevation_m: float = math.nan
+    altitude_sigma_m: float = 3.0
+    surface_relief_m: float = 10.0
+    scale_gate_sigma: float = 3.0
+    min_height_m: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not (math.isnan(self.ground_elevation_m) or math.isfinite(self.ground_elevation_m)):
+            raise ValueError("HeightConfig.ground_elevation_m must be finite or NaN")
+        _positive(self, "altitude_sigma_m")
+        _non_negative(self, "surface_relief_m")
+        _positive(self, "scale_gate_sigma")
+        _positive(self, "min_height_m")
+
+    @property
+    def enabled(self) -> bool:
+        """True when the fix altitude gives a height (a ground elevation is configured)."""
+        return math.isfinite(self.ground_elevation_m)
+
+
+@dataclass(frozen=True)
 class LocalizerConfig:
     """Configuration of the :class:`~cvgl_ros.core.localizer.Localizer`.
 
@@ -330,6 +442,8 @@ class LocalizerConfig:
         covariance: covariance calibration.
         gating: publication gates.
         patch_reuse: when the current aerial patch is reused for a new prior.
+        view: ground-resolution-adaptive matching.
+        height: camera height above the ground from the fix altitude.
         keep_debug: attach a :class:`~cvgl_ros.core.types.LocalizationDebug` to each result.
     """
 
@@ -338,6 +452,8 @@ class LocalizerConfig:
     covariance: CovarianceConfig = field(default_factory=CovarianceConfig)
     gating: GatingConfig = field(default_factory=GatingConfig)
     patch_reuse: PatchReuseConfig = field(default_factory=PatchReuseConfig)
+    view: ViewConfig = field(default_factory=ViewConfig)
+    height: HeightConfig = field(default_factory=HeightConfig)
     keep_debug: bool = True
 
     def __post_init__(self) -> None:
@@ -347,6 +463,8 @@ class LocalizerConfig:
             ("covariance", CovarianceConfig),
             ("gating", GatingConfig),
             ("patch_reuse", PatchReuseConfig),
+            ("view", ViewConfig),
+            ("height", HeightConfig),
         ):
             if not isinstance(getattr(self, name), cls):
                 raise ValueError(f"LocalizerConfig.{name} must be a {cls.__name__}")
@@ -366,6 +484,8 @@ class LocalizerConfig:
             "covariance": CovarianceConfig,
             "gating": GatingConfig,
             "patch_reuse": PatchReuseConfig,
+            "view": ViewConfig,
+            "height": HeightConfig,
         }
         kwargs: dict[str, Any] = {}
         for key, value in data.items():

@@ -1,8 +1,8 @@
 """Publication gates: a bad pose with a tight covariance is the worst output, so refuse it.
 
 Each gate that fails adds a reason; the status is the first failing gate in the order
-``too_few_inliers``, ``low_inlier_ratio``, ``scale_out_of_bounds``, ``outside_prior``,
-``degenerate`` (no finite covariance).
+``too_few_inliers`` (count, then significance), ``low_inlier_ratio``, ``scale_out_of_bounds``,
+``outside_prior``, ``degenerate`` (no finite covariance).
 """
 
 from __future__ import annotations
@@ -37,6 +37,46 @@ class GateResult:
         return self.status is PoseStatus.OK
 
 
+def log10_nfa(
+    num_matches: int, num_inliers: int, inlier_probability: float, sample_size: int = 2
+) -> float:
+    """A-contrario significance of a RANSAC model: log10 of its number of false alarms.
+
+    Under the null hypothesis that the ``num_matches`` correspondences are random (each one
+    lands within the inlier threshold of a given model with probability
+    ``inlier_probability``, independently), the expected number of models, among all models
+    from minimal samples, that gather ``num_inliers`` inliers is at most (Moisan & Stival,
+    ORSA, 2004)::
+
+        NFA = (n - m) * C(n, k) * C(k, m) * p^(k - m)
+
+    with ``m = sample_size`` (the sample's own points fit by construction). A model whose
+    NFA is far below 1 is very unlikely to be a chance alignment of wrong matches; the
+    threshold adapts the required inlier count to the number of matches and to how easy a
+    chance inlier is (threshold area over the searched area), unlike a fixed count.
+
+    Args:
+        num_matches: correspondences offered to RANSAC (n).
+        num_inliers: inliers of the model (k).
+        inlier_probability: probability that one random correspondence is an inlier of a
+            fixed model (inlier disc area / searched area), in (0, 1].
+        sample_size: minimal sample size (2 for the 2-D similarity).
+
+    Returns:
+        log10(NFA); +inf when ``num_inliers <= sample_size`` (no evidence beyond the sample).
+    """
+    n, k, m = int(num_matches), int(num_inliers), int(sample_size)
+    p = float(inlier_probability)
+    if k <= m or n <= m or not 0.0 < p <= 1.0:
+        return math.inf
+    k = min(k, n)
+
+    def log10_choose(a: int, b: int) -> float:
+        return (math.lgamma(a + 1) - math.lgamma(b + 1) - math.lgamma(a - b + 1)) / math.log(10)
+
+    return math.log10(n - m) + log10_choose(n, k) + log10_choose(k, m) + (k - m) * math.log10(p)
+
+
 def _psd(c: FloatArray) -> FloatArray:
     sym = 0.5 * (c + c.T)
     vals, vecs = np.linalg.eigh(sym)
@@ -56,6 +96,7 @@ def gate_pose(
     yaw_rad: float | None = None,
     yaw_prior_rad: float | None = None,
     yaw_prior_sigma_rad: float | None = None,
+    log10_nfa: float | None = None,
 ) -> GateResult:
     """Apply every gate.
 
@@ -71,6 +112,7 @@ def gate_pose(
         yaw_rad: estimated yaw (ENU, radians), for the yaw gate.
         yaw_prior_rad: yaw prior (ENU, radians), or None for no yaw gate.
         yaw_prior_sigma_rad: standard deviation of the yaw prior, radians.
+        log10_nfa: significance of the inlier set (:func:`log10_nfa`), None to skip that gate.
 
     Returns:
         Status, reasons and the prior distance in sigmas.
@@ -81,6 +123,14 @@ def gate_pose(
             (
                 PoseStatus.TOO_FEW_INLIERS,
                 f"{num_inliers} inliers < min_inliers {config.min_inliers}",
+            )
+        )
+    if log10_nfa is not None and not log10_nfa <= config.max_log10_nfa:
+        reasons.append(
+            (
+                PoseStatus.TOO_FEW_INLIERS,
+                f"{num_inliers} inliers are not significant: log10 NFA {log10_nfa:.1f} > "
+                f"max_log10_nfa {config.max_log10_nfa}",
             )
         )
     if not inlier_ratio >= config.min_inlier_ratio:

@@ -28,6 +28,7 @@ tangent planes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -45,9 +46,15 @@ from cvgl_ros.core.errors import (
     NoImageryError,
     NoValidHypothesisError,
 )
-from cvgl_ros.core.gating import GateResult, gate_pose
+from cvgl_ros.core.gating import GateResult, gate_pose, log10_nfa
 from cvgl_ros.core.geodesy import LocalEnu, wrap_angle_rad
-from cvgl_ros.core.interfaces import DepthProvider, Matcher, PatchSource
+from cvgl_ros.core.interfaces import (
+    DepthProvider,
+    Matcher,
+    PatchSource,
+    ResolutionAwarePatchSource,
+    ViewMatcher,
+)
 from cvgl_ros.core.lifting import lift_pixels
 from cvgl_ros.core.mount import check_rotation
 from cvgl_ros.core.ransac import HypothesisPriors, RansacResult, ransac_similarity
@@ -61,11 +68,14 @@ from cvgl_ros.core.types import (
     PoseStatus,
     UInt8Array,
 )
+from cvgl_ros.core.view import ViewPlan, plan_view
 
 logger = logging.getLogger(__name__)
 
 # Yaw-prior standard deviation assumed when a yaw prior comes without one.
 DEFAULT_YAW_PRIOR_SIGMA_RAD = math.radians(10.0)
+# A planned patch is reused only while its resolution is within this fraction of the plan's.
+_REUSE_GSD_TOL = 0.15
 
 
 @dataclass(frozen=True)
@@ -76,11 +86,13 @@ class PatchPoseSolution:
         ransac: the RANSAC result (model, inliers, residuals).
         covariance: covariance of (east, north, yaw) in the patch frame.
         gate: gating outcome.
+        log10_nfa: significance of the inlier set (None when not computed).
     """
 
     ransac: RansacResult
     covariance: PoseCovariance
     gate: GateResult
+    log10_nfa: float | None = None
 
     @property
     def position_en_m(self) -> FloatArray:
@@ -104,6 +116,8 @@ def solve_patch_pose(
     yaw_prior_sigma_rad: float | None = None,
     aerial_m_per_px: float | None = None,
     point_ranges: FloatArray | None = None,
+    scale_bounds: tuple[float, float] | None = None,
+    search_area_m2: float | None = None,
 ) -> PatchPoseSolution:
     """RANSAC + covariance + gating on lifted correspondences (the numeric heart of the core).
 
@@ -122,6 +136,12 @@ def solve_patch_pose(
         point_ranges: (N,) float64, 3-D distance of each lifted point from the camera, in the
             units of ``points_g``; the fitted scale times their median over the inliers is the
             metric range of the covariance's attitude term. None leaves that term out.
+        scale_bounds: (min, max) plausible similarity scale for this frame (from the known
+            height or a metric depth, :func:`scale_bounds_for`); None uses the gating
+            configuration's ``scale_min``/``scale_max``.
+        search_area_m2: area over which the aerial points of wrong matches would scatter
+            (the valid part of the patch), m²; gives the significance gate
+            (:func:`~cvgl_ros.core.gating.log10_nfa`). None skips that gate.
 
     Returns:
         The solution; check ``gate.status`` before using it.
@@ -131,6 +151,8 @@ def solve_patch_pose(
         DegenerateInputError: too few / degenerate points, no hypothesis within the priors.
     """
     rc, gc = config.ransac, config.gating
+    if scale_bounds is not None:
+        gc = dataclasses.replace(gc, scale_min=scale_bounds[0], scale_max=scale_bounds[1])
     prior_cov = np.asarray(prior_cov_en_m2, dtype=np.float64)
     prior_en = np.asarray(prior_en_m, dtype=np.float64).reshape(-1)
     if prior_cov.shape != (2, 2) or not np.isfinite(prior_cov).all():
@@ -190,6 +212,10 @@ def solve_patch_pose(
         cov = PoseCovariance(
             cov_en_yaw=nan3, sigma_m=math.nan, inflation=math.nan, raw_cov_en_yaw=nan3.copy()
         )
+    nfa = None
+    if search_area_m2 is not None and search_area_m2 > 0.0:
+        p_inlier = min(1.0, math.pi * rc.inlier_threshold_m**2 / search_area_m2)
+        nfa = log10_nfa(len(inl), result.num_inliers, p_inlier)
     gate = gate_pose(
         num_inliers=result.num_inliers,
         inlier_ratio=result.inlier_ratio,
@@ -202,8 +228,59 @@ def solve_patch_pose(
         yaw_rad=result.model.yaw_rad,
         yaw_prior_rad=yaw_prior_rad,
         yaw_prior_sigma_rad=yaw_sigma,
+        log10_nfa=nfa,
     )
-    return PatchPoseSolution(ransac=result, covariance=cov, gate=gate)
+    return PatchPoseSolution(ransac=result, covariance=cov, gate=gate, log10_nfa=nfa)
+
+
+def scale_bounds_for(
+    heights_m: FloatArray,
+    config: LocalizerConfig,
+    height_m: float | None = None,
+    metric_scale_sigma: float | None = None,
+) -> tuple[float, float] | None:
+    """The plausible similarity scale of one frame, from its known height or a metric depth.
+
+    With the camera height above the ground ``h`` known (fix altitude minus terrain
+    elevation, :class:`~cvgl_ros.core.config.HeightConfig`), the lifted points should lie
+    between the ground and ``surface_relief_m`` above it, while in depth units they lie a
+    median ``m = median(-heights_m)`` below the camera; so the scale is within
+    ``[(h - relief - k sigma) / m, (h + k sigma) / m]`` (``k = scale_gate_sigma``, ``sigma =
+    altitude_sigma_m``). Without a height but with a metric depth of relative scale error
+    ``sigma_s`` it is within ``[1 / (1 + k sigma_s), 1 + k sigma_s]``. The result is
+    intersected with the gating configuration's ``scale_min``/``scale_max``.
+
+    Args:
+        heights_m: (M,) float64, z (up) of the lifted points relative to the camera, depth
+            units.
+        config: localizer configuration (``height`` and ``gating`` sections).
+        height_m: camera height above the ground from the fix, metres, or None.
+        metric_scale_sigma: relative 1-sigma scale error of a metric depth provider, or None.
+
+    Returns:
+        ``(scale_min, scale_max)``, or None when neither source applies (the configured gates
+        alone then bound the scale).
+    """
+    hc, gc = config.height, config.gating
+    k = hc.scale_gate_sigma
+    bounds: tuple[float, float] | None = None
+    below = -np.asarray(heights_m, dtype=np.float64).reshape(-1)
+    below = below[np.isfinite(below) & (below > 0.0)]
+    if height_m is not None and below.size:
+        m = float(np.median(below))
+        low = (height_m - hc.surface_relief_m - k * hc.altitude_sigma_m) / m
+        high = (height_m + k * hc.altitude_sigma_m) / m
+        bounds = (max(low, 0.05 * height_m / m), high)
+    elif metric_scale_sigma is not None and math.isfinite(metric_scale_sigma):
+        spread = 1.0 + k * max(metric_scale_sigma, 0.0)
+        bounds = (1.0 / spread, spread)
+    if bounds is None:
+        return None
+    low, high = max(bounds[0], gc.scale_min), min(bounds[1], gc.scale_max)
+    if not low < high:
+        logger.debug("scale bounds %s do not meet the configured gates; using them alone", bounds)
+        return bounds
+    return low, high
 
 
 class _StageError(Exception):
@@ -256,6 +333,7 @@ class Localizer:
         self._patch: AerialPatch | None = None
         self._patch_enu: LocalEnu | None = None
         self._patch_stamp_s = 0.0
+        self._patch_planned = False
         self._patches_built = 0
         self._patches_reused = 0
 
@@ -280,13 +358,17 @@ class Localizer:
         self._patch = None
         self._patch_enu = None
 
-    def _reusable(self, prior: GnssPrior, stamp_s: float) -> tuple[AerialPatch, LocalEnu] | None:
+    def _reusable(
+        self, prior: GnssPrior, stamp_s: float, plan: ViewPlan | None
+    ) -> tuple[AerialPatch, LocalEnu] | None:
         """The current patch and its tangent plane when they may serve ``prior``, else None."""
         patch, enu = self._patch, self._patch_enu
         if patch is None or enu is None:
             return None
         reuse: PatchReuseConfig = self.config.patch_reuse
-        if not reuse.enabled:
+        if not reuse.enabled or self._patch_planned != (plan is not None):
+            return None
+        if plan is not None and abs(patch.m_per_px / plan.patch_m_per_px - 1.0) > _REUSE_GSD_TOL:
             return None
         age_s = stamp_s - self._patch_stamp_s
         if not 0.0 <= age_s <= reuse.max_age_s:
@@ -302,15 +384,25 @@ class Localizer:
             return None
         return patch, enu
 
-    def _patch_for(self, prior: GnssPrior, stamp_s: float) -> tuple[AerialPatch, LocalEnu]:
+    def _patch_for(
+        self, prior: GnssPrior, stamp_s: float, plan: ViewPlan | None = None
+    ) -> tuple[AerialPatch, LocalEnu]:
         """The patch for this frame (reused or built at the prior) and its tangent plane."""
-        reusable = self._reusable(prior, stamp_s)
+        reusable = self._reusable(prior, stamp_s, plan)
         if reusable is not None:
             self._patches_reused += 1
             return reusable
         self.reset_patch()
         try:
-            patch = self.patches.patch_at(prior.lat_deg, prior.lon_deg)
+            if plan is None:
+                patch = self.patches.patch_at(prior.lat_deg, prior.lon_deg)
+            else:
+                patch = self.patches.patch_at(  # type: ignore[call-arg]
+                    prior.lat_deg,
+                    prior.lon_deg,
+                    patch_size_px=plan.patch_size_px,
+                    patch_m_per_px=plan.patch_m_per_px,
+                )
         except NoImageryError as exc:
             raise _StageError(PoseStatus.NO_IMAGERY, f"no imagery: {exc}") from exc
         except Exception as exc:
@@ -322,7 +414,86 @@ class Localizer:
         enu = LocalEnu(patch.center_lat_deg, patch.center_lon_deg)
         if self.config.patch_reuse.enabled:
             self._patch, self._patch_enu, self._patch_stamp_s = patch, enu, stamp_s
+            self._patch_planned = plan is not None
         return patch, enu
+
+    def _camera_height(
+        self,
+        image: UInt8Array,
+        camera: CameraModel,
+        prior: GnssPrior,
+        r_gc: FloatArray,
+    ) -> tuple[float | None, bool]:
+        """(camera height above the ground in metres or None, whether it came from the fix).
+
+        From the fix altitude minus the configured ground elevation when both are known;
+        otherwise, for adaptive matching only, from the depth provider at the principal point
+        (the configured range or plane; never from a relative depth).
+        """
+        hc = self.config.height
+        if hc.enabled and prior.alt_m is not None and math.isfinite(prior.alt_m):
+            height = float(prior.alt_m) - hc.ground_elevation_m
+            if height >= hc.min_height_m:
+                return height, True
+            logger.debug("fix altitude gives a height of %.2f m: ignored", height)
+        if not self.config.view.adaptive or getattr(self.depth, "relative", False):
+            return None, False
+        if not isinstance(camera, PinholeCamera):
+            return None, False
+        centre = np.array([[camera.cx_px, camera.cy_px]])
+        try:
+            depth = np.asarray(
+                self.depth.depth_at(image, camera, centre, r_gc), dtype=np.float64
+            ).reshape(-1)
+            if depth.shape != (1,) or not (math.isfinite(depth[0]) and depth[0] > 0.0):
+                return None, False
+            point = camera.backproject(centre, depth) @ r_gc.T
+        except Exception as exc:  # a depth failure here only disables adaptive matching
+            logger.debug("no camera height from the depth provider: %r", exc)
+            return None, False
+        height = -float(point[0, 2])
+        return (height, False) if height >= hc.min_height_m else (None, False)
+
+    def _plan(
+        self,
+        camera: CameraModel,
+        r_gc: FloatArray,
+        height_m: float,
+        prior: GnssPrior,
+        yaw_prior: float | None,
+        yaw_sigma: float | None,
+    ) -> ViewPlan | None:
+        """The adaptive matching plan, or None (fixed patch) when it does not apply."""
+        if not isinstance(self.patches, ResolutionAwarePatchSource):
+            return None
+        try:
+            native = float(self.patches.native_m_per_px_at(prior.lat_deg, prior.lon_deg))
+        except NoImageryError as exc:
+            raise _StageError(PoseStatus.NO_IMAGERY, f"no imagery: {exc}") from exc
+        cov = 0.5 * (prior.cov_en_m2 + prior.cov_en_m2.T)
+        sigma_m = math.sqrt(max(float(np.linalg.eigvalsh(cov)[-1]), 0.0))
+        return plan_view(
+            camera,
+            r_gc,
+            height_m,
+            native,
+            sigma_m,
+            self.config.view,
+            yaw_prior_rad=yaw_prior,
+            yaw_prior_sigma_rad=DEFAULT_YAW_PRIOR_SIGMA_RAD if yaw_sigma is None else yaw_sigma,
+        )
+
+    def _match(self, image: UInt8Array, patch: AerialPatch, plan: ViewPlan | None) -> object:
+        """The matcher's correspondences, through the planned view when there is one."""
+        if plan is not None and isinstance(self.matcher, ViewMatcher):
+            # A reused patch may differ slightly from the planned resolution: match its GSD.
+            view = dataclasses.replace(
+                plan.view,
+                scale=min(1.0, plan.camera_m_per_px / patch.m_per_px),
+                m_per_px=patch.m_per_px,
+            )
+            return self.matcher.match_view(image, patch, view)
+        return self.matcher.match(image, patch)
 
     def localize(
         self,
@@ -417,14 +588,20 @@ class Localizer:
 
         t0 = time.perf_counter()
         try:
-            patch, patch_enu = self._patch_for(prior, stamp_s)
+            height_m, height_from_fix = self._camera_height(image, camera, prior, r_gc)
+            plan = None
+            if cfg.view.adaptive and height_m is not None:
+                plan = self._plan(camera, r_gc, height_m, prior, yaw_prior, yaw_sigma)
+            patch, patch_enu = self._patch_for(prior, stamp_s, plan)
         finally:
             timings["patch"] = time.perf_counter() - t0
         dbg["patch"] = patch
+        dbg["view_plan"] = plan
+        dbg["camera_height_m"] = math.nan if height_m is None else height_m
 
         t0 = time.perf_counter()
         try:
-            corr = self.matcher.match(image, patch)
+            corr = self._match(image, patch, plan)
         except Exception as exc:
             logger.exception("matcher failed")
             raise _StageError(PoseStatus.ERROR, f"matcher failed: {exc!r}") from exc
@@ -476,6 +653,14 @@ class Localizer:
         # The prior in the frame of the patch actually used (not centred on it when reused).
         prior_e, prior_n = patch_enu.to_en(prior.lat_deg, prior.lon_deg)
         prior_en = np.array([float(prior_e), float(prior_n)])
+        metric_sigma = getattr(self.depth, "metric_scale_sigma", None)
+        bounds = scale_bounds_for(
+            lifted.heights_m,
+            cfg,
+            height_m=height_m if height_from_fix else None,
+            metric_scale_sigma=None if metric_sigma is None else float(metric_sigma),
+        )
+        dbg["scale_bounds"] = bounds
         t0 = time.perf_counter()
         try:
             sol = solve_patch_pose(
@@ -489,6 +674,8 @@ class Localizer:
                 yaw_sigma,
                 aerial_m_per_px=patch.m_per_px,
                 point_ranges=np.hypot(np.linalg.norm(lifted.points_g, axis=1), lifted.heights_m),
+                scale_bounds=bounds,
+                search_area_m2=float(np.count_nonzero(patch.valid_mask)) * patch.m_per_px**2,
             )
         except NoValidHypothesisError as exc:
             status = PoseStatus.OUTSIDE_PRIOR if exc.rejected_by_priors else PoseStatus.DEGENERATE
@@ -505,6 +692,7 @@ class Localizer:
         dbg["ransac_iterations"] = sol.ransac.iterations
         dbg["sigma_m"] = sol.covariance.sigma_m
         dbg["covariance_inflation"] = sol.covariance.inflation
+        dbg["log10_nfa"] = math.nan if sol.log10_nfa is None else sol.log10_nfa
 
         lat, lon, east, north, yaw, cov = self._to_map(patch_enu, sol)
         timings["total"] = time.perf_counter() - t_start

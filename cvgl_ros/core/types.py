@@ -10,9 +10,13 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from cvgl_ros.core.view import ViewPlan
 
 FloatArray = npt.NDArray[np.float64]
 UInt8Array = npt.NDArray[np.uint8]
@@ -182,6 +186,13 @@ class LocalizationDebug:
         ransac_iterations: hypotheses RANSAC drew.
         sigma_m: residual standard deviation of the inliers, metres.
         covariance_inflation: factor applied to the least-squares covariance.
+        view_plan: the adaptive matching plan (matching GSD, patch, camera view), None when
+            the fixed patch was used.
+        camera_height_m: camera height above the ground used, metres (NaN: unknown).
+        scale_bounds: (min, max) similarity scale allowed for this frame, None = the
+            configured gates.
+        log10_nfa: significance of the inlier set (log10 number of false alarms; NaN: not
+            computed).
     """
 
     patch: AerialPatch | None = None
@@ -196,6 +207,10 @@ class LocalizationDebug:
     ransac_iterations: int = 0
     sigma_m: float = math.nan
     covariance_inflation: float = math.nan
+    view_plan: ViewPlan | None = None
+    camera_height_m: float = math.nan
+    scale_bounds: tuple[float, float] | None = None
+    log10_nfa: float = math.nan
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import cv2
 import numpy as np
 
 from cvgl_ros.core.types import AerialPatch, Correspondences, FloatArray, UInt8Array
+from cvgl_ros.core.view import MatchView, apply_affine, invert_affine, view_from_image
 
 LOGGER = logging.getLogger(__name__)
 
@@ -155,6 +158,26 @@ def _to_gray(image: np.ndarray) -> np.ndarray:
         code = cv2.COLOR_RGB2GRAY if image.shape[2] == 3 else cv2.COLOR_RGBA2GRAY
         return cv2.cvtColor(np.ascontiguousarray(image), code)
     raise ValueError(f"image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {image.shape}")
+
+
+def _upright_keypoints(keypoints: Sequence[cv2.KeyPoint]) -> list[cv2.KeyPoint]:
+    """Keypoints at orientation 0, one per location and size.
+
+    Detectors that assign orientations emit one keypoint per dominant orientation at the same
+    place; at a fixed orientation those would become identical descriptors that defeat the
+    ratio test, so only the strongest of each (position, size) is kept.
+    """
+    best: dict[tuple[float, float, float], cv2.KeyPoint] = {}
+    for kp in keypoints:
+        key = (round(kp.pt[0], 2), round(kp.pt[1], 2), round(kp.size, 2))
+        kept = best.get(key)
+        if kept is None or kp.response > kept.response:
+            best[key] = kp
+    out = []
+    for kp in best.values():
+        up = cv2.KeyPoint(kp.pt[0], kp.pt[1], kp.size, 0.0, kp.response, kp.octave, kp.class_id)
+        out.append(up)
+    return out
 
 
 def patch_key(patch: AerialPatch) -> tuple[object, ...]:
@@ -315,6 +338,7 @@ class ClassicalMatcher:
         valid_mask: np.ndarray | None = None,
         *,
         aerial: bool = True,
+        upright: bool = False,
     ) -> _Features:
         """Detect and describe keypoints.
 
@@ -323,6 +347,7 @@ class ClassicalMatcher:
             valid_mask: (H, W) bool, True where detection is allowed; None = everywhere.
             aerial: True for an aerial patch (``max_side_px``, ``max_aerial_features``), False
                 for a ground image (``ground_max_side_px``, ``max_ground_features``).
+            upright: describe keypoints at orientation 0 (see :meth:`_detect`).
 
         Returns:
             Keypoints in the original image's pixel coordinates and their descriptors.
@@ -344,7 +369,40 @@ class ClassicalMatcher:
                 mask = cv2.erode(mask, np.ones((k, k), np.uint8), borderValue=0)
             if not mask.any():
                 return _Features(np.zeros((0, 2)), None)
-        keypoints, descriptors = detector.detectAndCompute(gray, mask)
+        return self._detect(gray, mask, detector, budget, scale=scale, upright=upright)
+
+    def _detect(
+        self,
+        gray: np.ndarray,
+        mask: np.ndarray | None,
+        detector: cv2.Feature2D,
+        budget: int,
+        *,
+        scale: float = 1.0,
+        upright: bool = False,
+    ) -> _Features:
+        """Detect and describe on a preprocessed grey image.
+
+        Args:
+            gray: (H, W) uint8, preprocessed.
+            mask: (H, W) uint8 detection mask (non-zero = allowed) or None.
+            detector: the OpenCV detector.
+            budget: keypoints kept (strongest responses first).
+            scale: ``gray`` pixels per original pixel (isotropic), to map keypoints back.
+            upright: describe every keypoint at orientation 0 (SIFT, ORB): the image is known
+                to be rotated to the reference orientation, so rotation invariance only costs
+                distinctiveness.
+
+        Returns:
+            Keypoints in the original image's pixel coordinates (``(p + 0.5) / scale - 0.5``)
+            and their descriptors.
+        """
+        keypoints: Sequence[cv2.KeyPoint]
+        if upright and self.config.feature != "akaze":
+            upright_kps = _upright_keypoints(detector.detect(gray, mask))
+            keypoints, descriptors = detector.compute(gray, upright_kps)
+        else:
+            keypoints, descriptors = detector.detectAndCompute(gray, mask)
         descriptors = None if descriptors is None else np.asarray(descriptors)
         if descriptors is None or len(keypoints) == 0:
             return _Features(np.zeros((0, 2)), None)
@@ -359,21 +417,22 @@ class ClassicalMatcher:
         pts = (pts + 0.5) / scale - 0.5
         return _Features(pts, descriptors)
 
-    def _aerial_features(self, patch: AerialPatch) -> _Features:
+    def _aerial_features(self, patch: AerialPatch, upright: bool = False) -> _Features:
         if self.config.cache_size == 0:
-            return self.describe(patch.image, patch.valid_mask, aerial=True)
+            return self.describe(patch.image, patch.valid_mask, aerial=True, upright=upright)
         if patch is self._last_patch:
             key = self._last_key
         else:
             key = patch_key(patch)
             self._last_patch, self._last_key = patch, key
+        key = (*key, upright)
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
             self.cache_hits += 1
             return cached
         self.cache_misses += 1
-        feats = self.describe(patch.image, patch.valid_mask, aerial=True)
+        feats = self.describe(patch.image, patch.valid_mask, aerial=True, upright=upright)
         self._cache[key] = feats
         while len(self._cache) > self.config.cache_size:
             self._cache.popitem(last=False)
@@ -456,6 +515,72 @@ class ClassicalMatcher:
         LOGGER.debug(
             "classical %s: %d ground / %d aerial keypoints -> %d matches",
             self.config.feature,
+            len(ground.points_px),
+            len(aerial.points_px),
+            len(result),
+        )
+        return result
+
+    def match_view(
+        self, ground_image: UInt8Array, patch: AerialPatch, view: MatchView
+    ) -> Correspondences:
+        """Match a resampled (and possibly north-up rotated) view of the ground image.
+
+        The ground image is area-averaged to ``view.scale`` (never upsampled), contrast
+        equalised, then rotated by ``view.rotation_rad`` onto a canvas that holds it all;
+        keypoints are detected inside the rotated image (its border eroded by
+        ``mask_erode_px``) without the fixed ``ground_max_side_px`` downscale, so the view
+        keeps every detail at the patch's resolution. With ``view.upright`` both images are
+        described at orientation 0 (SIFT, ORB; AKAZE stays rotation invariant).
+
+        Args:
+            ground_image: (H, W, 3) uint8 RGB or (H, W) uint8 mono camera image.
+            patch: north-up aerial patch, ideally at ``view.m_per_px``.
+            view: the view (:func:`cvgl_ros.core.view.plan_view`).
+
+        Returns:
+            Correspondences, ground pixels in the original image's coordinates, sorted by
+            decreasing weight.
+
+        Raises:
+            ValueError: when ``ground_image`` is not a non-empty uint8 image.
+        """
+        ground_image = np.asarray(ground_image)
+        if ground_image.dtype != np.uint8 or ground_image.size == 0:
+            raise ValueError(f"ground_image must be a non-empty uint8 image, got {ground_image}")
+        cfg = self.config
+        gray = _to_gray(ground_image)
+        h, w = gray.shape
+        affine, canvas, resized = view_from_image(w, h, view)
+        if resized != (w, h):
+            gray = cv2.resize(gray, resized, interpolation=cv2.INTER_AREA)
+        if self._clahe is not None:
+            gray = self._clahe.apply(gray)
+        mask: np.ndarray | None = None
+        if view.rotation_rad != 0.0:
+            turn, _, _ = view_from_image(resized[0], resized[1], replace(view, scale=1.0))
+            gray = cv2.warpAffine(gray, turn, canvas, flags=cv2.INTER_LINEAR, borderValue=0)
+            inside = np.full((resized[1], resized[0]), 255, np.uint8)
+            mask = cv2.warpAffine(inside, turn, canvas, flags=cv2.INTER_NEAREST, borderValue=0)
+            if cfg.mask_erode_px > 0:
+                k = 2 * cfg.mask_erode_px + 1
+                mask = cv2.erode(mask, np.ones((k, k), np.uint8), borderValue=0)
+        ground = self._detect(
+            gray, mask, self._ground_detector, cfg.ground_features, upright=view.upright
+        )
+        if len(ground.points_px):
+            ground = _Features(
+                apply_affine(invert_affine(affine), ground.points_px), ground.descriptors
+            )
+        aerial = self._aerial_features(patch, upright=view.upright)
+        result = self.match_features(ground, aerial)
+        LOGGER.debug(
+            "classical %s view (scale %.3f, rotation %.1f deg, upright %s): %d ground / %d "
+            "aerial keypoints -> %d matches",
+            cfg.feature,
+            view.scale,
+            math.degrees(view.rotation_rad),
+            view.upright,
             len(ground.points_px),
             len(aerial.points_px),
             len(result),

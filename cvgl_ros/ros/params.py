@@ -19,6 +19,8 @@ ransac.    :class:`~cvgl_ros.core.config.RansacConfig`      yes
 covariance. :class:`~cvgl_ros.core.config.CovarianceConfig` yes
 gating.    :class:`~cvgl_ros.core.config.GatingConfig`      yes
 patch_reuse. :class:`~cvgl_ros.core.config.PatchReuseConfig` yes
+view.      :class:`~cvgl_ros.core.config.ViewConfig`        yes
+height.    :class:`~cvgl_ros.core.config.HeightConfig`      yes
 matcher.   :class:`~cvgl_ros.models.config.MatcherConfig`   no
 depth.     :class:`~cvgl_ros.models.config.DepthConfig`     no
 tiles.     :class:`~cvgl_ros.tiles.config.TileSourceConfig` no
@@ -49,10 +51,12 @@ import yaml
 from cvgl_ros.core.config import (
     CovarianceConfig,
     GatingConfig,
+    HeightConfig,
     LiftingConfig,
     LocalizerConfig,
     PatchReuseConfig,
     RansacConfig,
+    ViewConfig,
 )
 from cvgl_ros.models.config import DepthConfig, MatcherConfig
 from cvgl_ros.ros import constants as const
@@ -233,6 +237,8 @@ _SECTIONS: tuple[_Section, ...] = (
     _Section("covariance.", CovarianceConfig, True),
     _Section("gating.", GatingConfig, True),
     _Section("patch_reuse.", PatchReuseConfig, True),
+    _Section("view.", ViewConfig, True),
+    _Section("height.", HeightConfig, True),
     _Section("matcher.", MatcherConfig, False),
     _Section("depth.", DepthConfig, False),
     _Section("tiles.", TileSourceConfig, False),
@@ -651,6 +657,8 @@ def configs_from_params(values: Mapping[str, Any]) -> NodeConfigs:
         covariance=_build_section(CovarianceConfig, "covariance.", merged),
         gating=_build_section(GatingConfig, "gating.", merged),
         patch_reuse=_build_section(PatchReuseConfig, "patch_reuse.", merged),
+        view=_build_section(ViewConfig, "view.", merged),
+        height=_build_section(HeightConfig, "height.", merged),
         keep_debug=True,  # references only; the overlay and replay visualisation use it
     )
     if localizer.ransac.implementation == "numba":

@@ -246,6 +246,33 @@ def lonlat_transformer(dst_crs_wkt_or_code: str) -> pyproj.Transformer:
     return _transformer("EPSG:4326", dst_crs_wkt_or_code)
 
 
+def ground_m_per_px_at(
+    lonlat_to_pixel: Callable[[FloatArray, FloatArray], tuple[FloatArray, FloatArray]],
+    lat_deg: float,
+    lon_deg: float,
+    step_m: float = 10.0,
+) -> float:
+    """Ground size of one raster pixel at a WGS84 point, metres (geometric mean of both axes).
+
+    Steps ``step_m`` east and north along geodesics and measures how many raster pixels each
+    step spans, so it holds for any CRS (projected, geographic, rotated grids).
+
+    Args:
+        lonlat_to_pixel: WGS84 (lon, lat) arrays -> raster pixel (col, row) arrays.
+        lat_deg: latitude, degrees.
+        lon_deg: longitude, degrees.
+        step_m: geodesic step, metres.
+    """
+    lat, lon = check_lat_lon(lat_deg, lon_deg)
+    lons, lats, _ = _GEOD.fwd([lon, lon], [lat, lat], [90.0, 0.0], [step_m, step_m])
+    col, row = lonlat_to_pixel(np.array([lon, *lons]), np.array([lat, *lats]))
+    d_east = math.hypot(float(col[1] - col[0]), float(row[1] - row[0]))
+    d_north = math.hypot(float(col[2] - col[0]), float(row[2] - row[0]))
+    if not (d_east > 0.0 and d_north > 0.0 and math.isfinite(d_east * d_north)):
+        raise InvalidInputError(f"raster pixel size undefined at ({lat}, {lon})")
+    return float(step_m / math.sqrt(d_east * d_north))
+
+
 def web_mercator_ground_m_per_px(lat_deg: float, zoom: int, tile_size_px: int = 256) -> float:
     """Ground distance of one Web Mercator pixel at a latitude, metres per pixel.
 

@@ -30,6 +30,7 @@ from cvgl_ros.tiles.geo import (
     centre_step_px,
     check_lat_lon,
     check_valid_fraction,
+    ground_m_per_px_at,
     lonlat_transformer,
     source_pixel_maps,
 )
@@ -186,6 +187,14 @@ class GeoTiffPatchSource:
         """Mean pixel size of the raster in its CRS units (metres for projected CRSs)."""
         xres, yres = self._ds.res
         return float(math.sqrt(abs(xres * yres)))
+
+    def native_m_per_px_at(self, lat_deg: float, lon_deg: float) -> float:
+        """Ground size of one raster pixel at a WGS84 point, metres (any CRS).
+
+        Raises:
+            cvgl_ros.core.errors.InvalidInputError: NaN or out-of-range point.
+        """
+        return ground_m_per_px_at(self.lonlat_to_pixel, lat_deg, lon_deg)
 
     def lonlat_to_pixel(
         self, lon_deg: FloatArray, lat_deg: FloatArray

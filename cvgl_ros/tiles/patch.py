@@ -32,6 +32,7 @@ from cvgl_ros.tiles.geo import (
     choose_zoom,
     lonlat_transformer,
     source_pixel_maps,
+    web_mercator_ground_m_per_px,
 )
 from cvgl_ros.tiles.imaging import split_rgba
 from cvgl_ros.tiles.provider import TileProvider
@@ -73,6 +74,19 @@ class TilePatchSource:
             "last_patch_ms": 0.0,
             "last_zoom": -1,
         }
+
+    def native_m_per_px_at(self, lat_deg: float, lon_deg: float) -> float:
+        """Ground resolution of the finest zoom level at a WGS84 point, metres per pixel.
+
+        Raises:
+            cvgl_ros.core.errors.InvalidInputError: NaN or out-of-range point.
+            cvgl_ros.tiles.errors.OutsideTileGridError: beyond Web Mercator's latitudes.
+        """
+        lat, _ = check_lat_lon(lat_deg, lon_deg)
+        check_in_web_mercator(lat)
+        zoom = self.config.zoom if self.config.zoom is not None else self.provider.max_zoom
+        zoom = min(max(zoom, self.provider.min_zoom), self.provider.max_zoom)
+        return web_mercator_ground_m_per_px(lat, zoom, self.provider.tile_size_px)
 
     def zoom_for(self, lat_deg: float, m_per_px: float | None = None) -> int:
         """The zoom level used for a patch at this latitude."""

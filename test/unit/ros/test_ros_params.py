@@ -30,6 +30,8 @@ def test_table_covers_every_component_section() -> None:
         "covariance",
         "gating",
         "patch_reuse",
+        "view",
+        "height",
         "matcher",
         "depth",
         "tiles",
