@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "eval",
     "viz",
     "synth",
+    "import_frames",
     "prefetch",
     "export",
     "build_engine",

@@ -102,7 +102,9 @@ def pose_row(rec: FrameRecord) -> list[str]:
     e = rec.estimate
     row = [str(rec.stamp_ns), e.status.value]
     if e.ok:
-        cov = published_covariance(e.cov_en_yaw)
+        # A pose without a covariance (a baseline that gives none) leaves those fields empty.
+        has_cov = bool(np.all(np.isfinite(e.cov_en_yaw)))
+        cov = published_covariance(e.cov_en_yaw) if has_cov else np.full((3, 3), np.nan)
         row += [
             f"{e.lat_deg:.10f}",
             f"{e.lon_deg:.10f}",

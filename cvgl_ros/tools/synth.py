@@ -352,7 +352,13 @@ class BagMessageFactory:
         )
 
     def navsatfix(
-        self, lat_deg: float, lon_deg: float, sigma_m: float, stamp_s: float, has_fix: bool
+        self,
+        lat_deg: float,
+        lon_deg: float,
+        sigma_m: float,
+        stamp_s: float,
+        has_fix: bool,
+        altitude_m: float = 0.0,
     ) -> Any:
         status_cls = self.t["sensor_msgs/msg/NavSatStatus"]
         status = status_cls(status=0 if has_fix else -1, service=1)
@@ -362,12 +368,31 @@ class BagMessageFactory:
             status=status,
             latitude=lat_deg if has_fix else math.nan,
             longitude=lon_deg if has_fix else math.nan,
-            altitude=0.0 if has_fix else math.nan,
+            altitude=altitude_m if has_fix else math.nan,
             position_covariance=cov,
             position_covariance_type=2,
         )
 
-    def imu(self, world_from_body: FloatArray, stamp_s: float, yaw_sigma_rad: float) -> Any:
+    def heading_imu(
+        self, yaw_enu_rad: float, yaw_sigma_rad: float, tilt_sigma_rad: float, stamp_s: float
+    ) -> Any:
+        """An Imu carrying only a heading: level orientation at ``yaw_enu_rad`` (REP-145 ENU),
+        roll/pitch variance ``tilt_sigma_rad²`` (not measured), yaw variance
+        ``yaw_sigma_rad²``."""
+        return self.imu(
+            world_from_body_rotation(yaw_enu_rad, 0.0, 0.0),
+            stamp_s,
+            yaw_sigma_rad,
+            tilt_sigma_rad=tilt_sigma_rad,
+        )
+
+    def imu(
+        self,
+        world_from_body: FloatArray,
+        stamp_s: float,
+        yaw_sigma_rad: float,
+        tilt_sigma_rad: float = 0.01,
+    ) -> Any:
         x, y, z, w = _quaternion_xyzw(world_from_body)
         q = self.t["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w)
         vec = self.t["geometry_msgs/msg/Vector3"]
@@ -375,7 +400,9 @@ class BagMessageFactory:
         return self.t["sensor_msgs/msg/Imu"](
             header=self.header(stamp_s, IMU_FRAME),
             orientation=q,
-            orientation_covariance=np.diag([1e-4, 1e-4, yaw_sigma_rad**2]).reshape(-1),
+            orientation_covariance=np.diag(
+                [tilt_sigma_rad**2, tilt_sigma_rad**2, yaw_sigma_rad**2]
+            ).reshape(-1),
             angular_velocity=vec(x=0.0, y=0.0, z=0.0),
             angular_velocity_covariance=np.diag([1e-4] * 3).reshape(-1),
             linear_acceleration=vec(x=float(g_body[0]), y=float(g_body[1]), z=float(g_body[2])),
