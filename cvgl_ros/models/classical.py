@@ -160,8 +160,10 @@ def _to_gray(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {image.shape}")
 
 
-def _upright_keypoints(keypoints: Sequence[cv2.KeyPoint]) -> list[cv2.KeyPoint]:
-    """Keypoints at orientation 0, one per location and size.
+def _upright_keypoints(
+    keypoints: Sequence[cv2.KeyPoint], angle_deg: float = 0.0
+) -> list[cv2.KeyPoint]:
+    """Keypoints at one fixed orientation ``angle_deg``, one per location and size.
 
     Detectors that assign orientations emit one keypoint per dominant orientation at the same
     place; at a fixed orientation those would become identical descriptors that defeat the
@@ -175,7 +177,9 @@ def _upright_keypoints(keypoints: Sequence[cv2.KeyPoint]) -> list[cv2.KeyPoint]:
             best[key] = kp
     out = []
     for kp in best.values():
-        up = cv2.KeyPoint(kp.pt[0], kp.pt[1], kp.size, 0.0, kp.response, kp.octave, kp.class_id)
+        up = cv2.KeyPoint(
+            kp.pt[0], kp.pt[1], kp.size, angle_deg, kp.response, kp.octave, kp.class_id
+        )
         out.append(up)
     return out
 
@@ -380,6 +384,7 @@ class ClassicalMatcher:
         *,
         scale: float = 1.0,
         upright: bool = False,
+        orientation_deg: float = 0.0,
     ) -> _Features:
         """Detect and describe on a preprocessed grey image.
 
@@ -389,9 +394,11 @@ class ClassicalMatcher:
             detector: the OpenCV detector.
             budget: keypoints kept (strongest responses first).
             scale: ``gray`` pixels per original pixel (isotropic), to map keypoints back.
-            upright: describe every keypoint at orientation 0 (SIFT, ORB): the image is known
-                to be rotated to the reference orientation, so rotation invariance only costs
-                distinctiveness.
+            upright: describe every keypoint at one fixed orientation (SIFT, ORB): the
+                image's orientation relative to the reference is known, so rotation
+                invariance only costs distinctiveness.
+            orientation_deg: that orientation (OpenCV keypoint angle, degrees; 0 = the
+                image axes).
 
         Returns:
             Keypoints in the original image's pixel coordinates (``(p + 0.5) / scale - 0.5``)
@@ -399,7 +406,7 @@ class ClassicalMatcher:
         """
         keypoints: Sequence[cv2.KeyPoint]
         if upright and self.config.feature != "akaze":
-            upright_kps = _upright_keypoints(detector.detect(gray, mask))
+            upright_kps = _upright_keypoints(detector.detect(gray, mask), orientation_deg)
             keypoints, descriptors = detector.compute(gray, upright_kps)
         else:
             keypoints, descriptors = detector.detectAndCompute(gray, mask)
@@ -524,14 +531,16 @@ class ClassicalMatcher:
     def match_view(
         self, ground_image: UInt8Array, patch: AerialPatch, view: MatchView
     ) -> Correspondences:
-        """Match a resampled (and possibly north-up rotated) view of the ground image.
+        """Match the ground image, resampled to the view's scale, against the patch.
 
-        The ground image is area-averaged to ``view.scale`` (never upsampled), contrast
-        equalised, then rotated by ``view.rotation_rad`` onto a canvas that holds it all;
-        keypoints are detected inside the rotated image (its border eroded by
-        ``mask_erode_px``) without the fixed ``ground_max_side_px`` downscale, so the view
-        keeps every detail at the patch's resolution. With ``view.upright`` both images are
-        described at orientation 0 (SIFT, ORB; AKAZE stays rotation invariant).
+        The ground image is area-averaged to ``view.scale`` (never upsampled) and contrast
+        equalised; keypoints are detected at that resolution without the fixed
+        ``ground_max_side_px`` downscale, so the image keeps every detail at the patch's
+        resolution. The view's rotation needs no resampling: rotation-invariant descriptors
+        ignore it, and with ``view.upright`` (SIFT, ORB; AKAZE stays rotation invariant) every
+        ground keypoint is described at the orientation that the north-up view would give
+        orientation 0 -- the same descriptor as upright on the rotated image -- and the patch
+        keypoints at orientation 0.
 
         Args:
             ground_image: (H, W, 3) uint8 RGB or (H, W) uint8 mono camera image.
@@ -551,28 +560,28 @@ class ClassicalMatcher:
         cfg = self.config
         gray = _to_gray(ground_image)
         h, w = gray.shape
-        affine, canvas, resized = view_from_image(w, h, view)
+        resize, _, resized = view_from_image(w, h, replace(view, rotation_rad=0.0))
         if resized != (w, h):
             gray = cv2.resize(gray, resized, interpolation=cv2.INTER_AREA)
         if self._clahe is not None:
             gray = self._clahe.apply(gray)
-        mask: np.ndarray | None = None
-        if view.rotation_rad != 0.0:
-            turn, _, _ = view_from_image(resized[0], resized[1], replace(view, scale=1.0))
-            gray = cv2.warpAffine(gray, turn, canvas, flags=cv2.INTER_LINEAR, borderValue=0)
-            inside = np.full((resized[1], resized[0]), 255, np.uint8)
-            mask = cv2.warpAffine(inside, turn, canvas, flags=cv2.INTER_NEAREST, borderValue=0)
-            if cfg.mask_erode_px > 0:
-                k = 2 * cfg.mask_erode_px + 1
-                mask = cv2.erode(mask, np.ones((k, k), np.uint8), borderValue=0)
+        upright = view.upright and cfg.feature != "akaze"
         ground = self._detect(
-            gray, mask, self._ground_detector, cfg.ground_features, upright=view.upright
+            gray,
+            None,
+            self._ground_detector,
+            cfg.ground_features,
+            upright=upright,
+            # OpenCV's keypoint angle is clockwise in the image: a view rotated by +theta
+            # (counter-clockwise in MatchView's convention) sees angle 0 where this image
+            # has -theta.
+            orientation_deg=float((-math.degrees(view.rotation_rad)) % 360.0),
         )
         if len(ground.points_px):
             ground = _Features(
-                apply_affine(invert_affine(affine), ground.points_px), ground.descriptors
+                apply_affine(invert_affine(resize), ground.points_px), ground.descriptors
             )
-        aerial = self._aerial_features(patch, upright=view.upright)
+        aerial = self._aerial_features(patch, upright=upright)
         result = self.match_features(ground, aerial)
         LOGGER.debug(
             "classical %s view (scale %.3f, rotation %.1f deg, upright %s): %d ground / %d "
@@ -580,7 +589,7 @@ class ClassicalMatcher:
             cfg.feature,
             view.scale,
             math.degrees(view.rotation_rad),
-            view.upright,
+            upright,
             len(ground.points_px),
             len(aerial.points_px),
             len(result),

@@ -22,12 +22,13 @@ from cvgl_ros.backends.base import (
     resolve_backend_kind,
 )
 from cvgl_ros.core.types import AerialPatch, Correspondences, UInt8Array
+from cvgl_ros.core.view import MatchView, apply_affine
 from cvgl_ros.models.cache import AerialFeatureCache
 from cvgl_ros.models.checkpoint import MatcherCheckpoint, load_matcher_checkpoint
 from cvgl_ros.models.config import LearnedMatcherConfig
 from cvgl_ros.models.errors import WeightsError
 from cvgl_ros.models.matching import dual_softmax, select_matches, token_centers_px
-from cvgl_ros.models.preprocess import prepare_image
+from cvgl_ros.models.preprocess import prepare_image, render_view
 
 LOGGER = logging.getLogger(__name__)
 
@@ -218,6 +219,31 @@ class LearnedMatcher:
         corr = Correspondences(ground.points_px[gi], aerial.points_px[ai], np.clip(p, 0.0, 1.0))
         self.last_latency_s["matching"] = time.perf_counter() - start
         return corr
+
+    def match_view(
+        self, ground_image: UInt8Array, patch: AerialPatch, view: MatchView
+    ) -> Correspondences:
+        """Match the view of the ground image (resampled, rotated north-up with a yaw prior).
+
+        DINOv2 features are not rotation invariant: a nadir image turned to the patch's
+        north-up orientation matches far better. Matches whose ground point falls outside the
+        rotated image (the canvas corners) are dropped.
+
+        Returns:
+            Correspondences with ground pixels in the original image's coordinates.
+        """
+        view_image, inside, image_from_view = render_view(np.asarray(ground_image), view)
+        corr = self.match(view_image, patch)
+        if len(corr) == 0:
+            return corr
+        h, w = inside.shape
+        uv = np.clip(np.round(corr.ground_px).astype(np.int64), 0, [w - 1, h - 1])
+        keep = inside[uv[:, 1], uv[:, 0]]
+        return Correspondences(
+            apply_affine(image_from_view, corr.ground_px[keep]),
+            corr.aerial_px[keep],
+            corr.weights[keep],
+        )
 
     def close(self) -> None:
         """Close the backends."""

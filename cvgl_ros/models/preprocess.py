@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from cvgl_ros.core.view import MatchView
 
 
 def prepare_image(image: np.ndarray, size_hw_px: tuple[int, int]) -> np.ndarray:
@@ -32,3 +38,34 @@ def prepare_image(image: np.ndarray, size_hw_px: tuple[int, int]) -> np.ndarray:
         img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     out = img.astype(np.float32).transpose(2, 0, 1)[None] / np.float32(255.0)
     return np.ascontiguousarray(out)
+
+
+def render_view(image: np.ndarray, view: MatchView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The camera image as the view shows it: area-averaged to ``view.scale``, rotated by
+    ``view.rotation_rad`` onto a canvas that holds it all (for matchers whose features are not
+    rotation invariant).
+
+    Args:
+        image: (H, W, 3) or (H, W) uint8 camera image.
+        view: the view (:func:`cvgl_ros.core.view.plan_view`).
+
+    Returns:
+        ``(view_image, valid_mask, image_from_view)``: the view (canvas size, black outside
+        the image), (h, w) bool True where it shows the image, and the (2, 3) affine mapping
+        view pixels back to camera-image pixels.
+    """
+    import cv2
+
+    from cvgl_ros.core.view import invert_affine, view_from_image
+
+    img = np.ascontiguousarray(np.asarray(image))
+    h, w = img.shape[:2]
+    affine, canvas, resized = view_from_image(w, h, view)
+    if resized != (w, h):
+        img = cv2.resize(img, resized, interpolation=cv2.INTER_AREA)
+    inside = np.full((resized[1], resized[0]), 255, np.uint8)
+    if view.rotation_rad != 0.0:
+        turn, _, _ = view_from_image(resized[0], resized[1], replace(view, scale=1.0))
+        img = cv2.warpAffine(img, turn, canvas, flags=cv2.INTER_LINEAR, borderValue=0)
+        inside = cv2.warpAffine(inside, turn, canvas, flags=cv2.INTER_NEAREST, borderValue=0)
+    return img, inside > 0, invert_affine(affine)

@@ -255,6 +255,10 @@ class Metrics:
         nees_within_95: share of ok outputs whose NEES lies inside the chi-square 95 % bound.
         nees_position_mean: mean 2-dof position NEES.
         false_confidence_rate: share of ok outputs outside their 3-sigma position ellipse.
+        with_covariance: ok outputs that carry a covariance (NEES and false confidence are
+            computed over these).
+        nees_inside_95: how many of them lie inside the chi-square 95 % bound.
+        false_confident: how many of them lie outside their 3-sigma position ellipse.
     """
 
     frames: int
@@ -275,6 +279,9 @@ class Metrics:
     nees_within_95: float
     nees_position_mean: float
     false_confidence_rate: float
+    with_covariance: int = 0
+    nees_inside_95: int = 0
+    false_confident: int = 0
 
 
 @dataclass(frozen=True)
@@ -405,6 +412,9 @@ def summarize(fe: FrameErrors, frames: int, nees_dof: int) -> Metrics:
         nees_within_95=_nanstat(lambda x: np.mean(x <= bound), nees),
         nees_position_mean=_nanstat(np.mean, nees_pos),
         false_confidence_rate=_nanstat(lambda x: np.mean(x > 9.0), nees_pos),
+        with_covariance=int(nees_pos.size),
+        nees_inside_95=int(np.sum(nees <= bound)),
+        false_confident=int(np.sum(nees_pos > 9.0)),
     )
 
 
@@ -475,7 +485,9 @@ def metrics_table(result: EvalResult) -> str:
 
         rows.append((label, _fmt(conv(fe), digits), "-" if fp is None else _fmt(conv(fp), digits)))
 
-    add("frames", e.frames, p.frames if p else None, 0)
+    rows.append(
+        ("localised (ok / frames)", f"{e.ok} / {e.frames}", f"{p.ok} / {p.frames}" if p else "-")
+    )
     add("availability %", e.availability, p.availability if p else None, 1, True)
     add("median error m", e.error_median_m, p.error_median_m if p else None)
     add("mean error m", e.error_mean_m, p.error_mean_m if p else None)
@@ -497,6 +509,11 @@ def metrics_table(result: EvalResult) -> str:
         1,
         True,
     )
+
+    def counts(m: Metrics) -> str:
+        return f"{m.false_confident} / {m.with_covariance}" if m.with_covariance else "-"
+
+    rows.append(("false-confident (n / with covariance)", counts(e), counts(p) if p else "-"))
     lines = ["| metric | cvgl_ros | GNSS prior |", "|---|---:|---:|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)

@@ -6,4 +6,4 @@ e.g. ``median_ms``), ``value`` (float), and may carry ``baseline`` (name of the 
 the same run), ``ratio`` (value / baseline value), ``goal`` (str) and ``notes`` (str).
 """
 
-SUITES: tuple[str, ...] = ("core", "tiles", "models", "ros", "pipeline")
+SUITES: tuple[str, ...] = ("core", "tiles", "models", "ros", "pipeline", "realframes")

@@ -205,16 +205,11 @@ def _rss_in_subprocess(backend: str, model: str, spec: Any, onnx: Path) -> float
 def _orthophoto(rng: np.random.Generator) -> tuple[np.ndarray, str]:
     """The SpaceNet Atlanta orthophoto (2-98 % stretch) if ../shared/data exists, else a
     blurred-noise texture of the same size."""
-    import os
-
     import cv2
 
-    root = Path(
-        os.environ.get(
-            "CVGL_SHARED_DATA", Path(__file__).resolve().parents[3].parent / "shared" / "data"
-        )
-    )
-    tif = root / "spacenet_solaris_samples" / "sample_geotiff.tif"
+    from cvgl_ros.tools.realdata import shared_data_dir
+
+    tif = shared_data_dir() / "spacenet_solaris_samples" / "sample_geotiff.tif"
     if tif.is_file():
         import rasterio
 

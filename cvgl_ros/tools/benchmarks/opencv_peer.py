@@ -14,6 +14,7 @@ benchmark suite and the real-data test as the baseline to beat.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,13 @@ class _Ortho:
         from rasterio.windows import Window
 
         x, y = self.to_crs.transform(lon, lat)
-        col, row = ~self.transform * (x, y)
+        inv = ~self.transform
+        col, row = inv.a * x + inv.b * y + inv.c, inv.d * x + inv.e * y + inv.f
         r = math.ceil(radius_m / self.m_per_px)
         c0, r0 = int(col) - r, int(row) - r
-        data = self._ds.read(window=Window(c0, r0, 2 * r, 2 * r), boundless=True, fill_value=0)
+        with warnings.catch_warnings():  # rasterio's own Affine '*' deprecation notice
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            data = self._ds.read(window=Window(c0, r0, 2 * r, 2 * r), boundless=True, fill_value=0)
         rgb = (
             np.moveaxis(data[:3], 0, -1)
             if data.shape[0] >= 3
@@ -72,7 +76,8 @@ class _Ortho:
         return np.ascontiguousarray(rgb.astype(np.uint8)), mask, c0, r0
 
     def pixel_to_lonlat(self, col: float, row: float) -> tuple[float, float]:
-        x, y = self.transform * (col, row)
+        t = self.transform
+        x, y = t.a * col + t.b * row + t.c, t.d * col + t.e * row + t.f
         lon, lat = self.to_lonlat.transform(x, y)
         return float(lon), float(lat)
 

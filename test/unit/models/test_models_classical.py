@@ -192,3 +192,74 @@ def test_bad_inputs_raise() -> None:
 def test_config_validation_names_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         ClassicalMatcherConfig(**kwargs)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- adaptive views
+
+
+def _camera_of(
+    aerial: np.ndarray, angle_deg: float, upscale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A camera image finer than the patch (``upscale`` camera px per patch px), rotated by
+    ``angle_deg``; returns it and its (2, 3) camera-from-aerial similarity."""
+    size = round(GROUND_SIZE_PX * upscale)
+    c_a = (PATCH_SIZE_PX - 1) / 2.0
+    m = cv2.getRotationMatrix2D((c_a, c_a), angle_deg, upscale)
+    m[:, 2] += (size - 1) / 2.0 - c_a
+    return cv2.warpAffine(aerial, m, (size, size), flags=cv2.INTER_CUBIC), m
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("upright", [False, True])
+def test_match_view_downsamples_and_derotates_into_original_pixels(
+    ortho_rgb: np.ndarray, upright: bool
+) -> None:
+    from cvgl_ros.core.view import MatchView
+
+    aerial = np.ascontiguousarray(ortho_rgb[150 : 150 + PATCH_SIZE_PX, 200 : 200 + PATCH_SIZE_PX])
+    camera, cam_from_aerial = _camera_of(aerial, 63.0, 2.0)
+    # The view undoes the camera's rotation (getRotationMatrix2D's matrix is the rotation by
+    # -angle in MatchView's convention) and its 2x finer resolution.
+    view = MatchView(scale=0.5, rotation_rad=math.radians(63.0), upright=upright)
+    matcher = ClassicalMatcher(ClassicalMatcherConfig(feature="sift", max_ground_features=2000))
+    corr = matcher.match_view(camera, _patch(aerial), view)
+    assert len(corr) >= 40
+    predicted = corr.aerial_px @ cam_from_aerial[:, :2].T + cam_from_aerial[:, 2]
+    residual = np.linalg.norm(predicted - corr.ground_px, axis=1)
+    assert np.median(residual) < 1.0, "ground pixels are in the original camera image"
+    assert np.mean(residual < 3.0) > 0.8
+
+
+@pytest.mark.data
+def test_upright_descriptors_need_the_derotated_view(ortho_rgb: np.ndarray) -> None:
+    """Upright descriptors really drop rotation invariance: they match a derotated view and
+    fail on a rotated one (so the view's rotation is what makes them work)."""
+    from cvgl_ros.core.view import MatchView
+
+    aerial = np.ascontiguousarray(ortho_rgb[150 : 150 + PATCH_SIZE_PX, 200 : 200 + PATCH_SIZE_PX])
+    camera, cam_from_aerial = _camera_of(aerial, 140.0, 1.0)
+    correct = {}
+    for rotation_deg in (140.0, 0.0):
+        view = MatchView(scale=1.0, rotation_rad=math.radians(rotation_deg), upright=True)
+        matcher = ClassicalMatcher(ClassicalMatcherConfig(feature="sift"))
+        corr = matcher.match_view(camera, _patch(aerial), view)
+        predicted = corr.aerial_px @ cam_from_aerial[:, :2].T + cam_from_aerial[:, 2]
+        good = np.linalg.norm(predicted - corr.ground_px, axis=1) < 2.0
+        correct[rotation_deg] = int(good.sum())
+        if rotation_deg == 140.0:
+            assert good.mean() > 0.9
+    assert correct[140.0] > 100 and correct[0.0] < 10, correct
+
+
+def test_upright_keypoints_are_one_per_location() -> None:
+    from cvgl_ros.models.classical import _upright_keypoints
+
+    kps = [
+        cv2.KeyPoint(10.0, 20.0, 5.0, 30.0, 0.5),
+        cv2.KeyPoint(10.0, 20.0, 5.0, 200.0, 0.9),
+        cv2.KeyPoint(40.0, 20.0, 5.0, 10.0, 0.3),
+    ]
+    up = _upright_keypoints(kps)
+    assert len(up) == 2
+    assert all(k.angle == 0.0 for k in up)
+    assert max(k.response for k in up) == pytest.approx(0.9)

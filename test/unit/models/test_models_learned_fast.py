@@ -3,6 +3,7 @@ cache hits (no aerial network run, no pixel hashing), single-threaded BLAS, back
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -217,6 +218,26 @@ def test_identical_views_match_token_to_token(checkpoint: object) -> None:
     corr = matcher.match(img, patch)  # type: ignore[attr-defined]
     assert len(corr) == 50
     np.testing.assert_allclose(corr.ground_px, corr.aerial_px)
+
+
+def test_match_view_derotates_the_camera_image(checkpoint: object) -> None:
+    """Features that are not rotation invariant match a rotated camera image only through the
+    north-up view; ground pixels come back in the camera image's own coordinates."""
+    from cvgl_ros.core.view import MatchView
+
+    matcher, _, _ = _matcher(checkpoint, ground_size_px=(224, 224))
+    img = np.random.default_rng(2).integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    patch = AerialPatch(img, 0.5, 1.0, 2.0, np.ones((224, 224), bool), "t")
+    camera = np.ascontiguousarray(np.rot90(img))  # content turned 90 deg counter-clockwise
+    # rot90: camera (u, v) = (v_img, 223 - u_img); the view turns it back.
+    view = MatchView(scale=1.0, rotation_rad=math.pi / 2)
+    corr = matcher.match_view(camera, patch, view)  # type: ignore[attr-defined]
+    assert len(corr) == 50
+    expected = np.stack([corr.aerial_px[:, 1], 223.0 - corr.aerial_px[:, 0]], axis=1)
+    np.testing.assert_allclose(corr.ground_px, expected, atol=1e-6)
+    plain = matcher.match(camera, patch)  # type: ignore[attr-defined]
+    direct = np.stack([plain.aerial_px[:, 1], 223.0 - plain.aerial_px[:, 0]], axis=1)
+    assert np.mean(np.linalg.norm(plain.ground_px - direct, axis=1) < 1.0) < 0.2
 
 
 def test_localizer_frames_reuse_aerial_features_and_run_depth_once(checkpoint: object) -> None:

@@ -218,3 +218,30 @@ def test_patch_config_validation() -> None:
         PatchConfig(patch_size_px=0)
     with pytest.raises(ValueError, match="patch_m_per_px"):
         PatchConfig(patch_m_per_px=float("nan"))
+
+
+@pytest.mark.parametrize(("crs", "res"), [(UTM33N, 0.3), ("EPSG:4326", 2e-6)])
+def test_native_resolution_in_metres_for_any_crs(tmp_path: Path, crs: str, res: float) -> None:
+    """A UTM raster's pixel size, and a geographic raster's degrees turned into metres."""
+    data = _checker(200, 200, 10)[None]
+    tif = tmp_path / "native.tif"
+    bands, h, w = data.shape
+    origin = (ORIGIN_E, ORIGIN_N) if crs == UTM33N else (15.0, 45.0)
+    with rasterio.open(
+        tif, "w", driver="GTiff", width=w, height=h, count=bands, dtype="uint8", crs=crs,
+        transform=Affine(res, 0.0, origin[0], 0.0, -res, origin[1]),
+    ) as ds:  # fmt: skip
+        ds.write(data)
+    src = GeoTiffPatchSource(tif)
+    if crs == UTM33N:
+        lon, lat = _utm_to_lonlat(ORIGIN_E + 30.0, ORIGIN_N - 30.0)
+        assert src.native_m_per_px_at(lat, lon) == pytest.approx(0.3, rel=2e-3)
+    else:
+        lat, lon = 45.0 - 100 * res, 15.0 + 100 * res
+        geod = pyproj.Geod(ellps="WGS84")
+        east_m = geod.inv(lon, lat, lon + res, lat)[2]
+        north_m = geod.inv(lon, lat, lon, lat + res)[2]
+        expected = (east_m * north_m) ** 0.5
+        assert src.native_m_per_px_at(lat, lon) == pytest.approx(expected, rel=2e-3)
+    with pytest.raises(InvalidInputError):
+        src.native_m_per_px_at(float("nan"), 0.0)

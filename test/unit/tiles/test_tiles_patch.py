@@ -201,3 +201,19 @@ def test_slow_tiles_are_deferred_not_waited_for(tmp_path: Path) -> None:
     p = patches.patch_at(lat, lon)  # now entirely from memory/cache
     assert p.valid_mask.all() and src.calls == calls
     patches.close()
+
+
+def test_native_resolution_is_the_finest_zoom_at_the_latitude() -> None:
+    src = MarkerSource([], 18)
+    src.max_zoom = 19
+    patches = TilePatchSource(TileProvider(src, None), PatchConfig())
+    for lat in (0.0, 47.0, 70.0):
+        assert patches.native_m_per_px_at(lat, 8.0) == pytest.approx(
+            web_mercator_ground_m_per_px(lat, 19)
+        )
+    forced = TilePatchSource(TileProvider(src, None), PatchConfig(zoom=16))
+    assert forced.native_m_per_px_at(47.0, 8.0) == pytest.approx(
+        web_mercator_ground_m_per_px(47.0, 16)
+    )
+    with pytest.raises(NoImageryError):
+        patches.native_m_per_px_at(89.0, 8.0)  # beyond Web Mercator

@@ -103,8 +103,26 @@ def test_known_errors_give_exact_statistics(tmp_path: Path) -> None:
     assert e.yaw_error_median_deg == pytest.approx(2.0, abs=1e-6)
     # sigma 1 m: errors above 3 m (3.5, 4.0) are outside the 3-sigma ellipse -> 2 of 9.
     assert e.false_confidence_rate == pytest.approx(2 / 9)
+    assert (e.false_confident, e.with_covariance) == (2, 9)
     assert r.status_counts == {"ok": 9, "too_few_inliers": 1}
     assert r.prior is None
+    table = metrics_table(r)
+    assert "| localised (ok / frames) | 9 / 10 | - |" in table
+    assert "| false-confident (n / with covariance) | 2 / 9 | - |" in table
+
+
+def test_poses_without_covariance_count_as_localised_not_as_consistent(tmp_path: Path) -> None:
+    """A baseline that gives no covariance: scored for availability and error only."""
+    n = 4
+    truth, t_en, yaw = _truth(tmp_path, n)
+    rows = _pose_rows(t_en, yaw, np.ones((n, 2)), np.zeros(n), 1.0, 1.0, np.ones(n, bool))
+    for row in rows:
+        row[7:11] = ["", "", "", ""]
+    r = run_eval(_write(tmp_path / "poses.csv", POSE_COLUMNS, rows), truth)
+    assert r.estimate.ok == 4 and r.estimate.with_covariance == 0
+    assert r.estimate.error_median_m == pytest.approx(math.sqrt(2.0), abs=1e-6)
+    assert math.isnan(r.estimate.false_confidence_rate)
+    assert "| false-confident (n / with covariance) | - | - |" in metrics_table(r)
 
 
 def test_consistent_covariance_gives_nees_near_dof(tmp_path: Path) -> None:
