@@ -36,6 +36,10 @@ import numpy as np
 from cvgl_ros.models.errors import CheckpointError, require
 
 FORMAT_NAME = "cvgl_ros.matcher"
+# safetensors has no rosdep key (rosdistro's python.yaml): robots install it with pip. Every
+# learned backend reads the matcher checkpoint through it, so it is in the torch, onnx and
+# tensorrt extras.
+SAFETENSORS_PIP = "safetensors>=0.4"
 FORMAT_VERSION = 1
 METADATA_KEY = "cvgl_matcher_config"
 _BACKBONE_IDS = ("dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14")
@@ -239,7 +243,9 @@ def save_matcher_checkpoint(
     Raises:
         CheckpointError: missing matcher scalars or tensors outside ``head.`` / ``matcher.``.
     """
-    st_numpy = require("safetensors.numpy", "torch", "writing matcher checkpoints")
+    st_numpy = require(
+        "safetensors.numpy", "onnx", "writing matcher checkpoints", SAFETENSORS_PIP
+    )
     arrays = {k: _to_numpy(v) for k, v in tensors.items()}
     bad = sorted(k for k in arrays if not k.startswith(("head.", "matcher.")))
     if bad:
@@ -263,7 +269,9 @@ def load_matcher_checkpoint(path: str | Path) -> MatcherCheckpoint:
     Raises:
         CheckpointError: missing files, unreadable weights, bad or unsupported config.
     """
-    st_numpy = require("safetensors.numpy", "torch", "reading matcher checkpoints")
+    st_numpy = require(
+        "safetensors.numpy", "onnx", "reading matcher checkpoints", SAFETENSORS_PIP
+    )
     weights_path, json_path = checkpoint_paths(path)
     if not weights_path.is_file():
         raise CheckpointError(f"matcher weights not found: {weights_path}")

@@ -135,8 +135,26 @@ def build_spec(args: argparse.Namespace) -> ExportSpec:
     return ExportSpec(build_depth_network(model), {"images": image}, ("depth",))
 
 
+def torchscript_exporter_kwargs(export_fn: Any) -> dict[str, Any]:
+    """Keyword arguments that select the TorchScript exporter of ``torch.onnx.export``.
+
+    torch >= 2.5 has a ``dynamo`` parameter (its default became True in 2.9), so it must be
+    passed ``dynamo=False``; torch 2.1-2.4 has no such parameter (the TorchScript exporter is
+    the only one ``export`` runs) and raises TypeError on it. Decided from the signature, not
+    the version string, so patched or vendor builds (JetPack) are judged by what they accept.
+    """
+    import inspect
+
+    try:
+        params = inspect.signature(export_fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: assume the old API
+        return {}
+    return {"dynamo": False} if "dynamo" in params else {}
+
+
 def export_onnx(spec: ExportSpec, out: Path, opset: int = OPSET) -> Path:
-    """Export with the TorchScript exporter (``dynamo=False``) and run ``onnx.checker``.
+    """Export with the TorchScript exporter (``dynamo=False`` where torch has the parameter)
+    and run ``onnx.checker``.
 
     Returns:
         ``out``.
@@ -161,8 +179,8 @@ def export_onnx(spec: ExportSpec, out: Path, opset: int = OPSET) -> Path:
             input_names=list(spec.inputs),
             output_names=list(spec.output_names),
             opset_version=opset,
-            dynamo=False,
             do_constant_folding=True,
+            **torchscript_exporter_kwargs(torch.onnx.export),
         )
     onnx.checker.check_model(str(out), full_check=True)
     return out
