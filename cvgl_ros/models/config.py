@@ -138,8 +138,8 @@ class DepthModelConfig:
     Attributes:
         weights_path: local weights: a Hugging Face directory (config.json +
             model.safetensors) or an original ``depth_anything_v2_vit{s,b,l}.pth`` /
-            ``depth_anything_v2_metric_*_vit{s,b,l}.pth`` checkpoint. Empty = random weights
-            (tests and benchmarks only).
+            ``depth_anything_v2_metric_*_vit{s,b,l}.pth`` checkpoint. Required for the torch
+            backend: start-up refuses an empty path rather than run random weights.
         variant: ``"small"`` (Apache-2.0; default), ``"base"`` or ``"large"`` (CC-BY-NC-4.0).
         metric: True for the metric fine-tunes (output in metres), False for relative
             (affine-invariant inverse depth; the pose scale absorbs the unknown scale).

@@ -300,12 +300,38 @@ class DepthAnythingDepth:
         self.runs = 0
 
     @classmethod
-    def from_config(cls, config: DepthModelConfig, **random_kwargs: Any) -> DepthAnythingDepth:
-        """Open the configured backend (torch: load local weights; empty path = random).
+    def from_config(cls, config: DepthModelConfig) -> DepthAnythingDepth:
+        """Open the configured backend (torch: load ``weights_path``).
 
         ``backend="auto"`` uses ONNX Runtime (TensorRT on CUDA) when ``engine_path`` names an
         existing ``.onnx`` (``.engine``) file, else torch.
+
+        Raises:
+            WeightsError: the torch backend without ``weights_path`` (a random network gives
+                meaningless depth; :meth:`with_random_weights` is the explicit test-only way),
+                or unreadable weights.
+            BackendError: a configured ``engine_path`` that does not exist.
         """
+        return cls._open(config, random_weights=False)
+
+    @classmethod
+    def with_random_weights(
+        cls, config: DepthModelConfig, **random_kwargs: Any
+    ) -> DepthAnythingDepth:
+        """A randomly initialised network of the configured architecture on the torch backend:
+        tests and benchmarks only (its depth is meaningless). ``config.weights_path`` and the
+        backend choice are ignored.
+
+        Args:
+            config: input size, variant, metric flag, device, threads.
+            **random_kwargs: :func:`depth_anything_config` options (``num_layers``).
+        """
+        return cls._open(config, random_weights=True, **random_kwargs)
+
+    @classmethod
+    def _open(
+        cls, config: DepthModelConfig, random_weights: bool, **random_kwargs: Any
+    ) -> DepthAnythingDepth:
         engine = Path(config.engine_path) if config.engine_path else None
         if config.backend == "auto" and engine is not None and not engine.is_file():
             # A configured but missing file must not silently become torch (random weights
@@ -314,19 +340,31 @@ class DepthAnythingDepth:
                 f"depth engine_path {engine} not found (create it with: cvgl-ros export "
                 f"--model depth --out {engine} ...)"
             )
-        kind = resolve_backend_kind(
-            config.backend,
-            config.device,
-            onnx_paths=[engine] if engine is not None and engine.suffix == ".onnx" else [],
-            engine_paths=[engine] if engine is not None and engine.suffix == ".engine" else [],
+        kind = (
+            "torch"
+            if random_weights
+            else resolve_backend_kind(
+                config.backend,
+                config.device,
+                onnx_paths=[engine] if engine is not None and engine.suffix == ".onnx" else [],
+                engine_paths=[engine] if engine is not None and engine.suffix == ".engine" else [],
+            )
         )
         if kind == "torch":
             if config.int8:
                 LOGGER.warning("depth.model.int8 ignored: no ONNX engine_path (torch backend)")
-            if not config.weights_path:
-                LOGGER.warning("Depth Anything with RANDOM weights (no weights_path): tests only")
+            if random_weights:
+                LOGGER.warning("Depth Anything with RANDOM weights: tests and benchmarks only")
+            elif not config.weights_path:
+                raise WeightsError(
+                    "depth.model.weights_path is required for the torch backend (a Hugging "
+                    "Face Depth Anything V2 directory or depth_anything_v2_vits.pth, see "
+                    "docs/MODELS.md); or export the depth network to ONNX and set "
+                    "depth.model.engine_path (cvgl-ros export --model depth). Refusing to run "
+                    "randomly initialised weights."
+                )
             model = load_depth_anything(
-                config.weights_path or None,
+                None if random_weights else config.weights_path,
                 config.variant,
                 config.metric,
                 config.max_depth_m,
