@@ -25,6 +25,7 @@ import numpy as np
 from cvgl_ros.backends.base import (
     BackendError,
     InferenceBackend,
+    check_image_input_size,
     open_backend,
     resolve_backend_kind,
 )
@@ -295,6 +296,15 @@ class DepthAnythingDepth:
         self._backend = backend
         h, w = self.config.input_size_px
         self.input_size_px = (max(14, round(h / 14) * 14), max(14, round(w / 14) * 14))
+        h, w = self.input_size_px
+        check_image_input_size(
+            backend,
+            self.input_size_px,
+            "depth images (depth.model.input_size_px)",
+            f"export it for this size (cvgl-ros export --model depth --height {h} --width {w} "
+            f"--out {getattr(backend, 'path', 'FILE.onnx')}; rebuild a TensorRT engine from "
+            "it) or set depth.model.input_size_px to the file's size",
+        )
         self._last_key: tuple[object, ...] | None = None
         self._last_depth: np.ndarray | None = None
         self.runs = 0

@@ -18,6 +18,7 @@ import numpy as np
 from cvgl_ros.backends.base import (
     BackendError,
     InferenceBackend,
+    check_image_input_size,
     open_backend,
     resolve_backend_kind,
 )
@@ -73,6 +74,20 @@ class LearnedMatcher:
         ck = checkpoint.config
         self.ground_size_px = _round_size(self.config.ground_size_px or ck.ground_size_px)
         self.aerial_size_px = _round_size(self.config.aerial_size_px or ck.aerial_size_px)
+        for backend, size, role, override in (
+            (self._ground, self.ground_size_px, "ground", "ground_size_px"),
+            (self._aerial, self.aerial_size_px, "aerial", "aerial_size_px"),
+        ):
+            h, w = size
+            check_image_input_size(
+                backend,
+                size,
+                f"the learned matcher's {role} images (checkpoint or "
+                f"matcher.learned.{override})",
+                f"export it for this size (cvgl-ros export --model features --height {h} "
+                f"--width {w} --out {getattr(backend, 'path', 'FILE.onnx')}; rebuild a "
+                f"TensorRT engine from it) or set matcher.learned.{override} to the file's size",
+            )
         self.temperature = checkpoint.temperature
         self.dustbin_score = checkpoint.dustbin_score
         self.cache: AerialFeatureCache[_Described] = AerialFeatureCache(
