@@ -243,9 +243,7 @@ def save_matcher_checkpoint(
     Raises:
         CheckpointError: missing matcher scalars or tensors outside ``head.`` / ``matcher.``.
     """
-    st_numpy = require(
-        "safetensors.numpy", "onnx", "writing matcher checkpoints", SAFETENSORS_PIP
-    )
+    st_numpy = require("safetensors.numpy", "onnx", "writing matcher checkpoints", SAFETENSORS_PIP)
     arrays = {k: _to_numpy(v) for k, v in tensors.items()}
     bad = sorted(k for k in arrays if not k.startswith(("head.", "matcher.")))
     if bad:
@@ -269,9 +267,7 @@ def load_matcher_checkpoint(path: str | Path) -> MatcherCheckpoint:
     Raises:
         CheckpointError: missing files, unreadable weights, bad or unsupported config.
     """
-    st_numpy = require(
-        "safetensors.numpy", "onnx", "reading matcher checkpoints", SAFETENSORS_PIP
-    )
+    st_numpy = require("safetensors.numpy", "onnx", "reading matcher checkpoints", SAFETENSORS_PIP)
     weights_path, json_path = checkpoint_paths(path)
     if not weights_path.is_file():
         raise CheckpointError(f"matcher weights not found: {weights_path}")

@@ -82,8 +82,7 @@ class LearnedMatcher:
             check_image_input_size(
                 backend,
                 size,
-                f"the learned matcher's {role} images (checkpoint or "
-                f"matcher.learned.{override})",
+                f"the learned matcher's {role} images (checkpoint or matcher.learned.{override})",
                 f"export it for this size (cvgl-ros export --model features --height {h} "
                 f"--width {w} --out {getattr(backend, 'path', 'FILE.onnx')}; rebuild a "
                 f"TensorRT engine from it) or set matcher.learned.{override} to the file's size",
