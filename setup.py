@@ -20,6 +20,15 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        # Exported networks and engines present at build time: relative model paths (the
+        # default engine_dir "engines") resolve against share/cvgl_ros when installed
+        # (cvgl_ros/models/paths.py). Built on the robot, before colcon build.
+        (
+            f"share/{PACKAGE}/engines",
+            sorted(
+                glob("engines/*.onnx") + glob("engines/*.engine") + glob("engines/*.manifest.json")
+            ),
+        ),
     ],
     python_requires=">=3.10",
     install_requires=[

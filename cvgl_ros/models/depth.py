@@ -342,7 +342,19 @@ class DepthAnythingDepth:
     def _open(
         cls, config: DepthModelConfig, random_weights: bool, **random_kwargs: Any
     ) -> DepthAnythingDepth:
-        engine = Path(config.engine_path) if config.engine_path else None
+        from cvgl_ros.models.paths import resolve_model_path
+
+        # Relative paths resolve against the model directory, never the working directory.
+        engine = (
+            resolve_model_path(config.engine_path, "depth.model.engine_path")
+            if config.engine_path
+            else None
+        )
+        weights = (
+            resolve_model_path(config.weights_path, "depth.model.weights_path")
+            if config.weights_path
+            else None
+        )
         if config.backend == "auto" and engine is not None and not engine.is_file():
             # A configured but missing file must not silently become torch (random weights
             # when weights_path is empty).
@@ -365,7 +377,7 @@ class DepthAnythingDepth:
                 LOGGER.warning("depth.model.int8 ignored: no ONNX engine_path (torch backend)")
             if random_weights:
                 LOGGER.warning("Depth Anything with RANDOM weights: tests and benchmarks only")
-            elif not config.weights_path:
+            elif weights is None:
                 raise WeightsError(
                     "depth.model.weights_path is required for the torch backend (a Hugging "
                     "Face Depth Anything V2 directory or depth_anything_v2_vits.pth, see "
@@ -374,7 +386,7 @@ class DepthAnythingDepth:
                     "randomly initialised weights."
                 )
             model = load_depth_anything(
-                None if random_weights else config.weights_path,
+                None if random_weights else weights,
                 config.variant,
                 config.metric,
                 config.max_depth_m,
@@ -392,7 +404,7 @@ class DepthAnythingDepth:
         else:
             backend = open_backend(
                 kind,
-                config.engine_path,
+                engine,
                 device=config.device,
                 num_threads=config.num_threads,
                 int8=config.int8 and kind == "onnxruntime",

@@ -28,6 +28,7 @@ from cvgl_ros.models.checkpoint import MatcherCheckpoint, load_matcher_checkpoin
 from cvgl_ros.models.config import LearnedMatcherConfig
 from cvgl_ros.models.errors import WeightsError
 from cvgl_ros.models.matching import dual_softmax, select_matches, token_centers_px
+from cvgl_ros.models.paths import resolve_model_path
 from cvgl_ros.models.preprocess import prepare_image
 
 LOGGER = logging.getLogger(__name__)
@@ -109,8 +110,18 @@ class LearnedMatcher:
             CheckpointError / WeightsError: missing or malformed weights.
             MissingExtraError: the backend's package is not installed.
         """
-        checkpoint = load_matcher_checkpoint(config.checkpoint_path)
-        engine_dir = Path(config.engine_dir)
+        # Relative paths resolve against the model directory, never the working directory
+        # (cvgl_ros.models.paths).
+        checkpoint = load_matcher_checkpoint(
+            resolve_model_path(config.checkpoint_path, "learned.checkpoint_path")
+        )
+        # An empty engine_dir is the model directory itself.
+        engine_dir = resolve_model_path(config.engine_dir, "learned.engine_dir")
+        backbone_weights = (
+            resolve_model_path(config.backbone_weights_path, "learned.backbone_weights_path")
+            if config.backbone_weights_path
+            else None
+        )
         stems = (GROUND_FEATURES_STEM, AERIAL_FEATURES_STEM)
         onnx_paths = [engine_dir / f"{s}.onnx" for s in stems]
         if config.backend == "auto" and sum(p.is_file() for p in onnx_paths) == 1:
@@ -132,14 +143,14 @@ class LearnedMatcher:
                 LOGGER.warning(
                     "learned.int8 ignored: no ONNX files in %s (torch backend)", engine_dir
                 )
-            if not config.backbone_weights_path:
+            if backbone_weights is None:
                 raise WeightsError(
                     "learned.backbone_weights_path is required for the torch backend (a HF "
                     "DINOv2 directory or dinov2_vit*14_pretrain.pth); or export "
                     f"{GROUND_FEATURES_STEM}.onnx / {AERIAL_FEATURES_STEM}.onnx into "
                     f"{engine_dir} for ONNX Runtime (cvgl-ros export --model features)"
                 )
-            net = build_features_network(checkpoint, config.backbone_weights_path)
+            net = build_features_network(checkpoint, backbone_weights)
             backend = open_backend(
                 "torch",
                 net,

@@ -5,46 +5,35 @@ fakes in test_backends.py."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from cvgl_ros.backends.base import BackendError, open_backend
 
-onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 
-def _identity_onnx(path: Path, shape: tuple[int | str, ...], output: str) -> Path:
-    """A one-node ONNX file: ``images`` of ``shape`` -> ``output`` (a str dim is dynamic)."""
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["images"], [output])],
-        "identity",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, list(shape))],
-        [helper.make_tensor_value_info(output, TensorProto.FLOAT, list(shape))],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
-
-
-def test_ort_backend_reports_fixed_and_dynamic_input_shapes(tmp_path: Path) -> None:
-    fixed = _identity_onnx(tmp_path / "f.onnx", (1, 3, 28, 42), "depth")
-    dynamic = _identity_onnx(tmp_path / "d.onnx", (1, 3, "h", "w"), "depth")
+def test_ort_backend_reports_fixed_and_dynamic_input_shapes(
+    tmp_path: Path, identity_onnx: Any
+) -> None:
+    fixed = identity_onnx(tmp_path / "f.onnx", (1, 3, 28, 42), "depth")
+    dynamic = identity_onnx(tmp_path / "d.onnx", (1, 3, "h", "w"), "depth")
     with open_backend("onnxruntime", fixed) as b:
         assert b.input_shapes == {"images": (1, 3, 28, 42)}  # type: ignore[attr-defined]
     with open_backend("onnxruntime", dynamic) as b:
         assert b.input_shapes == {"images": (1, 3, -1, -1)}  # type: ignore[attr-defined]
 
 
-def test_depth_onnx_of_another_size_is_refused_at_start_up(tmp_path: Path) -> None:
+def test_depth_onnx_of_another_size_is_refused_at_start_up(
+    tmp_path: Path, identity_onnx: Any
+) -> None:
     from cvgl_ros.models.config import DepthConfig, DepthModelConfig
     from cvgl_ros.models.factory import build_depth
 
-    path = _identity_onnx(tmp_path / "depth.onnx", (1, 3, 518, 518), "depth")
+    path = identity_onnx(tmp_path / "depth.onnx", (1, 3, 518, 518), "depth")
     cfg = DepthConfig(
         kind="model", model=DepthModelConfig(engine_path=str(path), input_size_px=(266, 266))
     )
@@ -58,14 +47,16 @@ def test_depth_onnx_of_another_size_is_refused_at_start_up(tmp_path: Path) -> No
         kind="model", model=DepthModelConfig(engine_path=str(path), input_size_px=(518, 518))
     )
     build_depth(ok).close()  # type: ignore[attr-defined]
-    dynamic = _identity_onnx(tmp_path / "dyn.onnx", (1, 3, "h", "w"), "depth")
+    dynamic = identity_onnx(tmp_path / "dyn.onnx", (1, 3, "h", "w"), "depth")
     free = DepthConfig(
         kind="model", model=DepthModelConfig(engine_path=str(dynamic), input_size_px=(266, 266))
     )
     build_depth(free).close()  # type: ignore[attr-defined]
 
 
-def test_matcher_onnx_of_another_size_is_refused_at_start_up(tmp_path: Path) -> None:
+def test_matcher_onnx_of_another_size_is_refused_at_start_up(
+    tmp_path: Path, identity_onnx: Any
+) -> None:
     pytest.importorskip("torch")
     from cvgl_ros.models.checkpoint import (
         HeadConfig,
@@ -84,8 +75,8 @@ def test_matcher_onnx_of_another_size_is_refused_at_start_up(tmp_path: Path) -> 
     save_matcher_checkpoint(tmp_path / "ck", ck, random_checkpoint_tensors(ck))
     engines = tmp_path / "engines"
     engines.mkdir()
-    _identity_onnx(engines / "matcher_ground.onnx", (1, 3, 224, 224), "descriptors")
-    _identity_onnx(engines / "matcher_aerial.onnx", (1, 3, 448, 448), "descriptors")
+    identity_onnx(engines / "matcher_ground.onnx", (1, 3, 224, 224), "descriptors")
+    identity_onnx(engines / "matcher_aerial.onnx", (1, 3, 448, 448), "descriptors")
     cfg = LearnedMatcherConfig(
         checkpoint_path=str(tmp_path / "ck"), engine_dir=str(engines), backend="onnxruntime"
     )
