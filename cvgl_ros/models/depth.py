@@ -177,6 +177,24 @@ def depth_hf_to_original(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def depth_variant_from_original(state: dict[str, Any]) -> str:
+    """``small`` / ``base`` / ``large`` from an original state dict's backbone width.
+
+    Raises:
+        WeightsError: no ``pretrained.cls_token`` or a width no V2 variant has.
+    """
+    from cvgl_ros.models.checkpoint import BACKBONE_SPECS
+
+    token = state.get("pretrained.cls_token")
+    if token is None:
+        raise WeightsError("not Depth Anything weights: no 'pretrained.cls_token'")
+    width = int(token.shape[-1])
+    for name, spec in DEPTH_SPECS.items():
+        if BACKBONE_SPECS[spec.backbone_id].hidden_size == width:
+            return name
+    raise WeightsError(f"no Depth Anything V2 variant has backbone width {width}")
+
+
 def load_depth_anything(
     path: str | Path | None,
     variant: str = "small",
@@ -190,7 +208,7 @@ def load_depth_anything(
     Raises:
         WeightsError: missing file, unreadable weights, or weights of another architecture.
     """
-    from cvgl_ros.models.backbone import _load_strict, load_torch_checkpoint, transformers
+    from cvgl_ros.models.backbone import _load_strict, is_hf_dinov2, load_state_file, transformers
 
     if path is None or str(path) == "":
         model = transformers.DepthAnythingForDepthEstimation(
@@ -211,7 +229,15 @@ def load_depth_anything(
             if (kind == "metric") != metric:
                 raise WeightsError(f"{p} is a {kind} model but metric={metric} was configured")
         elif p.is_file():
-            state = load_torch_checkpoint(p)
+            state = load_state_file(p)
+            if is_hf_dinov2(state, "backbone."):  # a lone HF model.safetensors
+                state = depth_hf_to_original(state)
+            found = depth_variant_from_original(state)
+            if found != variant:
+                raise WeightsError(
+                    f"{p} holds Depth Anything V2 {found.title()}, but variant {variant!r} is "
+                    f"configured (set depth.model.variant: {found})"
+                )
             model = transformers.DepthAnythingForDepthEstimation(
                 depth_anything_config(variant, metric, max_depth_m, **random_kwargs)
             )

@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "prefetch",
     "export",
     "build_engine",
+    "weights",
     "bench",
     "train",
     "selfcheck",

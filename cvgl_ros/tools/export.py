@@ -63,6 +63,7 @@ def build_spec(args: argparse.Namespace) -> ExportSpec:
     ``--random-weights``)."""
     from cvgl_ros.models.backbone import DinoBackbone, load_dinov2, torch
     from cvgl_ros.models.checkpoint import (
+        BACKBONE_SPECS,
         HeadConfig,
         MatcherCheckpointConfig,
         load_matcher_checkpoint,
@@ -91,9 +92,7 @@ def build_spec(args: argparse.Namespace) -> ExportSpec:
             if args.checkpoint
             else MatcherCheckpointConfig(
                 backbone_id=args.backbone_id,
-                head=HeadConfig(
-                    in_dim={"dinov2_vits14": 384, "dinov2_vitb14": 768}.get(args.backbone_id, 1024)
-                ),
+                head=HeadConfig(in_dim=BACKBONE_SPECS[args.backbone_id].hidden_size),
             )
         )
     if args.model == "backbone":
@@ -240,6 +239,8 @@ def _main(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``export`` subcommand."""
+    from cvgl_ros.models.checkpoint import BACKBONE_SPECS
+
     p = sub.add_parser("export", help="export a model to ONNX and check parity with torch")
     p.add_argument("--model", required=True, choices=MODELS)
     p.add_argument("--height", type=int, required=True, help="input height, px (rounded to 14)")
@@ -250,7 +251,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--backbone-id",
         default="dinov2_vits14",
-        choices=("dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14"),
+        choices=tuple(BACKBONE_SPECS),
     )
     p.add_argument("--aerial-height", type=int, default=0, help="matcher: aerial height, px")
     p.add_argument("--aerial-width", type=int, default=0, help="matcher: aerial width, px")
