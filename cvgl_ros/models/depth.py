@@ -2,7 +2,8 @@
 
 transformers' ``DepthAnythingForDepthEstimation`` with the V2 architectures set explicitly
 (Small by default: Apache-2.0; Base and Large weights are CC-BY-NC-4.0). Local weights only,
-as a Hugging Face directory or an original ``depth_anything_v2_vit{s,b,l}.pth`` /
+as a Hugging Face directory, its ``model.safetensors`` alone, or an original
+``depth_anything_v2_vit{s,b,l}.pth`` /
 ``depth_anything_v2_metric_{hypersim,vkitti}_vit{s,b,l}.pth`` checkpoint.
 
 Relative models predict an affine-invariant inverse depth (disparity); it is converted to a
