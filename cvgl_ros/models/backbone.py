@@ -220,10 +220,15 @@ def dinov2_hf_to_original(state: Mapping[str, Any], prefix: str = "") -> dict[st
     return out
 
 
-def load_torch_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a ``.pth`` state dict safely (tensors only), unwrapping ``{"model": ...}``."""
+def load_torch_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """Load a ``.pth`` state dict safely (tensors only), unwrapping ``{"model": ...}``.
+
+    Args:
+        path: the file.
+        mmap: map the tensors instead of reading them (shape inspection of large files).
+    """
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # torch raises several types for corrupt / non-tensor files
         raise WeightsError(f"cannot read torch checkpoint {path}: {exc}") from exc
     for wrapper in ("model", "state_dict", "teacher"):
@@ -254,19 +259,27 @@ def is_hf_dinov2(state: Mapping[str, Any], prefix: str = "") -> bool:
     return any(k.startswith((prefix + "embeddings.", prefix + "encoder.layer.")) for k in state)
 
 
-def backbone_id_from_original(state: Mapping[str, Any]) -> str:
-    """Infer ``dinov2_vit{s,b,l}14[_reg]`` from an original state dict (embedding width,
-    register tokens)."""
-    if "cls_token" not in state:
-        raise WeightsError("original DINOv2 weights have no 'cls_token'")
-    width = int(state["cls_token"].shape[-1])
-    registers = int(state["register_tokens"].shape[1]) if "register_tokens" in state else 0
+def backbone_id_for(width: int, registers: int = 0) -> str:
+    """``dinov2_vit{s,b,l}14[_reg]`` of an embedding width and register count.
+
+    Raises:
+        WeightsError: no supported DINOv2 has them (ViT-g/14 is not supported).
+    """
     for backbone_id, spec in BACKBONE_SPECS.items():
         if spec.hidden_size == width and spec.num_registers == registers:
             return backbone_id
     if width == 1536:
         raise WeightsError("DINOv2 ViT-g/14 (width 1536, SwiGLU MLP) is not supported")
-    raise WeightsError(f"no DINOv2 size has embedding width {width} and {registers} registers")
+    raise WeightsError(f"no supported DINOv2 has width {width} and {registers} registers")
+
+
+def backbone_id_from_original(state: Mapping[str, Any]) -> str:
+    """Infer ``dinov2_vit{s,b,l}14[_reg]`` from an original state dict (embedding width,
+    register tokens)."""
+    if "cls_token" not in state:
+        raise WeightsError("original DINOv2 weights have no 'cls_token'")
+    registers = int(state["register_tokens"].shape[1]) if "register_tokens" in state else 0
+    return backbone_id_for(int(state["cls_token"].shape[-1]), registers)
 
 
 def _load_strict(model: Any, state: Mapping[str, Any], source: Path) -> None:
@@ -308,15 +321,7 @@ def load_dinov2(path: str | Path, backbone_id: str | None = None) -> Any:
     if p.is_dir():
         model = _load_hf_dinov2_dir(p)
         registers = int(getattr(model.config, "num_register_tokens", 0) or 0)
-        found = next(
-            (
-                bid
-                for bid, spec in BACKBONE_SPECS.items()
-                if spec.hidden_size == int(model.config.hidden_size)
-                and spec.num_registers == registers
-            ),
-            f"a DINOv2 of width {model.config.hidden_size} with {registers} registers",
-        )
+        found = backbone_id_for(int(model.config.hidden_size), registers)
     elif p.is_file():
         state = load_state_file(p)
         if is_hf_dinov2(state):

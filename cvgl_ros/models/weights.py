@@ -169,17 +169,13 @@ def read_shapes(path: Path) -> tuple[Shapes, dict[str, str]]:
         except Exception as exc:  # safetensors raises its own error types
             raise WeightsError(f"not a readable safetensors file ({exc})") from exc
         return shapes, metadata
-    from cvgl_ros.models.errors import require
+    from cvgl_ros.models.backbone import load_torch_checkpoint
 
-    torch = require("torch", "torch", "reading .pth weights")
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # zip / pickle errors of truncated or foreign files
-        raise WeightsError(f"not a readable torch checkpoint ({exc})") from exc
-    for wrapper in ("model", "state_dict", "teacher"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
+        state = load_torch_checkpoint(path, mmap=True)
+    except WeightsError as exc:
+        raise WeightsError(f"not a readable torch checkpoint ({exc.__cause__ or exc})") from exc
+    if not all(hasattr(v, "shape") for v in state.values()):
         raise WeightsError("the file does not hold a state dict of tensors")
     return {str(k): tuple(int(d) for d in v.shape) for k, v in state.items()}, {}
 
@@ -246,24 +242,16 @@ def _vit_architecture(backbone_id: str, grid: int) -> str:
     )
 
 
-def _backbone_id(width: int, registers: int) -> str:
-    for backbone_id, spec in BACKBONE_SPECS.items():
-        if spec.hidden_size == width and spec.num_registers == registers:
-            return backbone_id
-    if width == 1536:
-        raise WeightsError("DINOv2 ViT-g/14 (width 1536, SwiGLU MLP) is not supported")
-    raise WeightsError(f"no supported DINOv2 has width {width} and {registers} registers")
-
-
 def _identify_dinov2(shapes: Shapes, container: str) -> WeightsInfo:
-    from cvgl_ros.models.backbone import dinov2_hf_to_original, is_hf_dinov2
+    from cvgl_ros.models.backbone import (
+        backbone_id_from_original,
+        dinov2_hf_to_original,
+        is_hf_dinov2,
+    )
 
     hf = is_hf_dinov2(shapes)
     original = _shapes_of(dinov2_hf_to_original(_meta(shapes))) if hf else shapes
-    if "cls_token" not in original:
-        raise WeightsError("DINOv2 weights without a class token")
-    registers = original["register_tokens"][1] if "register_tokens" in original else 0
-    backbone_id = _backbone_id(original["cls_token"][-1], registers)
+    backbone_id = backbone_id_from_original(_meta(original))
     grid = _grid(original, "pos_embed")
     name = _vit_name(backbone_id)
     compare_shapes(original, dinov2_original_shapes(BACKBONE_SPECS[backbone_id], grid), name)
