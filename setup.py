@@ -20,6 +20,15 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        # Exported networks and engines present at build time: relative model paths (the
+        # default engine_dir "engines") resolve against share/cvgl_ros when installed
+        # (cvgl_ros/models/paths.py). Built on the robot, before colcon build.
+        (
+            f"share/{PACKAGE}/engines",
+            sorted(
+                glob("engines/*.onnx") + glob("engines/*.engine") + glob("engines/*.manifest.json")
+            ),
+        ),
     ],
     python_requires=">=3.10",
     install_requires=[
@@ -47,9 +56,18 @@ setup(
             "ros-nav-msgs",
             "ros-diagnostic-msgs",
         ],
+        # torch >= 2.1: export passes dynamo=False only where torch.onnx.export has the
+        # parameter (torch >= 2.5), so older torch still exports (cvgl_ros/tools/export.py).
         "torch": ["torch>=2.1", "transformers>=4.40", "safetensors>=0.4"],
-        "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
-        "tensorrt": ["tensorrt>=10.0", "pycuda>=2022.2"],
+        # The learned path without torch (ONNX Runtime / TensorRT) still reads the matcher
+        # checkpoint (safetensors); safetensors has no rosdep key, so pip installs it.
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "safetensors>=0.4"],
+        # The runner and engine build are written against the TensorRT 10 Python API
+        # (execute_async_v3, named tensors, set_memory_pool_limit); a major release removes
+        # APIs, so < 11 until it is ported. pycuda's driver API used here (Device,
+        # retain_primary_context, mem_alloc, Stream, memcpy_*_async) has been stable since
+        # 2013; an upper bound would only block new Jetson/CUDA wheels.
+        "tensorrt": ["tensorrt>=10.0,<11", "pycuda>=2022.2", "safetensors>=0.4"],
         "gpsd": ["gpsd-py3>=0.3"],
         "tools": ["rosbags>=0.10", "matplotlib>=3.6", "tqdm>=4.60"],
         "dev": [

@@ -7,7 +7,7 @@ a test starts discovers peers on this machine only and in a domain no other run 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +55,27 @@ def ros_context() -> Iterator[object]:
     finally:
         if context.ok():
             rclpy.shutdown(context=context)
+
+
+def _identity_onnx(path: Path, shape: tuple[int | str, ...], output: str) -> Path:
+    """A one-node ONNX file: ``images`` of ``shape`` -> ``output`` (a str dim is dynamic)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["images"], [output])],
+        "identity",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, list(shape))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture
+def identity_onnx() -> Callable[[Path, tuple[int | str, ...], str], Path]:
+    """Writes a one-node ONNX file with a given input shape: for start-up checks of backends
+    (sizes, paths) without exporting a network."""
+    return _identity_onnx

@@ -73,7 +73,12 @@ _B = TypeVar("_B", bound="BackendBase")
 
 
 class BackendBase:
-    """Shared context-manager plumbing and input checks for the concrete backends."""
+    """Shared context-manager plumbing and input checks for the concrete backends.
+
+    Attributes:
+        input_shapes: the fixed input shape of each input name, ``-1`` for a dynamic
+            dimension; empty when the backend cannot tell before running (torch).
+    """
 
     input_names: tuple[str, ...] = ()
     output_names: tuple[str, ...] = ()
@@ -84,6 +89,7 @@ class BackendBase:
 
     def __init__(self) -> None:
         self.last_latency_s = float("nan")
+        self.input_shapes: dict[str, tuple[int, ...]] = {}
         self._closed = False
 
     def __enter__(self: _B) -> _B:
@@ -119,6 +125,41 @@ def check_shape(name: str, got: Sequence[int], expected: Sequence[int | str | No
         isinstance(e, int) and e >= 0 and int(g) != e for g, e in zip(got, expected, strict=False)
     ):
         raise BackendError(f"input {name!r} has shape {tuple(got)}, expected {tuple(expected)}")
+
+
+def check_image_input_size(
+    backend: InferenceBackend, size_px: tuple[int, int], what: str, fix: str
+) -> None:
+    """Refuse, at start-up, a backend whose fixed image input is not ``size_px``.
+
+    An exported ONNX file or TensorRT engine has its input size baked in; run with another
+    configured size, every frame would fail the per-run shape check. Backends that do not
+    know their input shape before running (torch, test doubles) are accepted.
+
+    Args:
+        backend: an opened backend; its first input is the image (1, 3, H, W).
+        size_px: (height, width) the caller will feed, pixels.
+        what: the configuration it serves, for the message (``"matcher ground images"``).
+        fix: how to resolve it, for the message (the export command, the parameter to set).
+
+    Raises:
+        BackendError: naming the file, both sizes and ``fix``.
+    """
+    shapes: Mapping[str, Sequence[int]] = getattr(backend, "input_shapes", None) or {}
+    if not backend.input_names or backend.input_names[0] not in shapes:
+        return
+    name = backend.input_names[0]
+    shape = tuple(int(d) for d in shapes[name])
+    if len(shape) != 4:
+        return
+    file_h, file_w = shape[2], shape[3]
+    want_h, want_w = int(size_px[0]), int(size_px[1])
+    if (0 <= file_h != want_h) or (0 <= file_w != want_w):
+        source = getattr(backend, "path", None) or type(backend).__name__
+        raise BackendError(
+            f"{source} takes {file_h}x{file_w} px images (input {name!r} {shape}), but "
+            f"{what} are configured at {want_h}x{want_w} px; {fix}"
+        )
 
 
 def open_backend(

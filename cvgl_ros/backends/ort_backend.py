@@ -146,6 +146,11 @@ class OrtBackend(BackendBase):
         self.providers = tuple(self._session.get_providers())
         self._inputs = {i.name: list(i.shape) for i in self._session.get_inputs()}
         self.input_names = tuple(self._inputs)
+        # Symbolic (str) or unknown (None) dimensions are dynamic: -1.
+        self.input_shapes = {
+            name: tuple(d if isinstance(d, int) and d >= 0 else -1 for d in dims)
+            for name, dims in self._inputs.items()
+        }
         self.output_names = tuple(o.name for o in self._session.get_outputs())
         LOGGER.info("onnxruntime %s on %s", path.name, self.providers)
 

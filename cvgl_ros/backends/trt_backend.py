@@ -1,4 +1,5 @@
-"""TensorRT 10 backend: deserialise a checked engine, pycuda device buffers, one async stream.
+"""TensorRT 10 backend: deserialise a checked engine, pycuda device buffers, one async stream,
+all in the device's primary CUDA context (shared by every engine of the process).
 
 The TensorRT- and CUDA-specific calls are confined to :class:`TensorRTBackend`; manifest checks
 and shape binding are plain functions tested without a GPU. ``trt`` and ``cuda`` modules can
@@ -37,6 +38,23 @@ def runtime_info(trt: Any, cuda: Any, device_index: int = 0) -> RuntimeInfo:
         gpu_name=str(device.name()),
         compute_capability=f"{major}.{minor}",
     )
+
+
+def retain_primary_context(cuda: Any, device_index: int = 0) -> Any:
+    """The device's primary CUDA context, retained but not made current.
+
+    The primary context is the one the CUDA runtime API uses, so every TensorRT engine of the
+    process, torch and ONNX Runtime's CUDA provider all work in one context: no context per
+    engine (each would hold its own device memory reservation and force a context switch
+    between engines). Use it as ``ctx.push()`` ... ``ctx.pop()`` around GPU work on any thread,
+    and ``ctx.detach()`` once when done, which releases this retain (the driver keeps the
+    context alive while others hold it). pycuda >= 2016.1 (``Device.retain_primary_context``).
+
+    Args:
+        cuda: the ``pycuda.driver`` module, initialised (``cuda.init()``).
+        device_index: CUDA device.
+    """
+    return cuda.Device(device_index).retain_primary_context()
 
 
 def bind_shapes(
@@ -100,6 +118,7 @@ class TensorRTBackend(BackendBase):
             else require("pycuda.driver", "tensorrt", "the TensorRT backend")
         )
         engine_path = Path(engine_path)
+        self.path = engine_path
         self.manifest: EngineManifest = read_manifest(engine_path)
         self._cuda.init()
         check_manifest(
@@ -108,14 +127,18 @@ class TensorRTBackend(BackendBase):
             engine_path,
             Path(self.manifest.onnx_file),
         )
-        self._ctx = self._cuda.Device(device_index).make_context()
+        # The process-wide primary context (shared with the other engines, torch and ONNX
+        # Runtime), current only while this backend works: pushed here to create the engine
+        # and its buffers, and by run() / close() on whichever thread calls them.
+        self._ctx = retain_primary_context(self._cuda, device_index)
+        self._ctx.push()
         try:
             self._open(engine_path)
         except Exception:
             self._ctx.pop()
             self._ctx.detach()
             raise
-        self._ctx.pop()  # make_context() pushed it; run() pushes it again per call
+        self._ctx.pop()
 
     def _open(self, engine_path: Path) -> None:
         trt, cuda = self._trt, self._cuda
@@ -128,6 +151,7 @@ class TensorRTBackend(BackendBase):
         self._stream = cuda.Stream()
         self.input_names = tuple(t.name for t in self.manifest.inputs)
         self.output_names = tuple(t.name for t in self.manifest.outputs)
+        self.input_shapes = {t.name: tuple(t.shape) for t in self.manifest.inputs}
         self._host: dict[str, np.ndarray] = {}
         self._device: dict[str, Any] = {}
         for spec in (*self.manifest.inputs, *self.manifest.outputs):
@@ -163,7 +187,7 @@ class TensorRTBackend(BackendBase):
         return {n: self._host[n].astype(np.float32, copy=True) for n in self.output_names}
 
     def close(self) -> None:
-        """Free device buffers and release the CUDA context."""
+        """Free device buffers and release this backend's retain of the primary context."""
         if self._closed:
             return
         self._ctx.push()

@@ -4,8 +4,12 @@ Two weight forms are accepted:
 
 - a Hugging Face model directory (``config.json`` + ``model.safetensors``), as published at
   ``facebook/dinov2-{small,base,large}``;
-- the original ``dinov2_vit{s,b,l}14_pretrain.pth`` from facebookresearch/dinov2, whose keys
-  are mapped to the transformers names here (``blocks.i.attn.qkv`` is split into q/k/v).
+- the original ``dinov2_vit{s,b,l}14[_reg4]_pretrain.pth`` from facebookresearch/dinov2
+  (torch hub), whose keys are mapped to the transformers names here (``blocks.i.attn.qkv`` is
+  split into q/k/v, ``ls1.gamma`` -> ``layer_scale1.lambda1``, ``register_tokens`` ->
+  ``embeddings.register_tokens`` for the register models);
+- a lone Hugging Face ``model.safetensors`` (``facebook/dinov2-small`` names) without its
+  ``config.json``: the architecture is read from the tensor shapes.
 
 Nothing is ever downloaded. This module imports torch; import it only where torch is wanted.
 """
@@ -15,10 +19,10 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cvgl_ros.models.checkpoint import BACKBONE_SPECS, PATCH_SIZE_PX
 from cvgl_ros.models.errors import WeightsError, require
 
 LOGGER = logging.getLogger(__name__)
@@ -28,32 +32,9 @@ transformers: Any = require("transformers", "torch", "the DINOv2 backbone")
 nn = torch.nn
 Module: Any = torch.nn.Module
 
-PATCH_SIZE_PX = 14
 # ImageNet statistics used by DINOv2 and Depth Anything, RGB order, for inputs in [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class VitSpec:
-    """Architecture of one DINOv2 size (all use patch 14, MLP ratio 4, LayerScale)."""
-
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-
-
-VIT_SPECS: dict[str, VitSpec] = {
-    "vits14": VitSpec(hidden_size=384, num_layers=12, num_heads=6),
-    "vitb14": VitSpec(hidden_size=768, num_layers=12, num_heads=12),
-    "vitl14": VitSpec(hidden_size=1024, num_layers=24, num_heads=16),
-}
-# Backbone ids used in configs and checkpoints -> architecture key.
-BACKBONE_IDS: dict[str, str] = {
-    "dinov2_vits14": "vits14",
-    "dinov2_vitb14": "vitb14",
-    "dinov2_vitl14": "vitl14",
-}
 
 
 def round_to_patch(size_px: int, patch_px: int = PATCH_SIZE_PX) -> int:
@@ -69,20 +50,23 @@ def dinov2_config(
     image_size_px: int = 518,
     **extra: Any,
 ) -> Any:
-    """A ``Dinov2Config`` with every architecture field set explicitly.
+    """A ``Dinov2Config`` (``Dinov2WithRegistersConfig`` for ``*_reg``) with every
+    architecture field set explicitly.
 
     ``Dinov2Config()`` defaults to ViT-B; never rely on its defaults.
 
     Args:
-        backbone_id: ``dinov2_vit{s,b,l}14``.
+        backbone_id: ``dinov2_vit{s,b,l}14`` or ``dinov2_vit{s,b,l}14_reg``.
         num_layers: override the depth (tests use fewer layers for plumbing checks).
         image_size_px: size the position embeddings were trained at (518 for DINOv2).
-        **extra: further ``Dinov2Config`` fields (``out_indices``, ``reshape_hidden_states``).
+        **extra: further config fields (``out_indices``, ``reshape_hidden_states``).
     """
-    if backbone_id not in BACKBONE_IDS:
-        raise ValueError(f"backbone_id must be one of {sorted(BACKBONE_IDS)}, got {backbone_id!r}")
-    spec = VIT_SPECS[BACKBONE_IDS[backbone_id]]
-    return transformers.Dinov2Config(
+    if backbone_id not in BACKBONE_SPECS:
+        raise ValueError(
+            f"backbone_id must be one of {sorted(BACKBONE_SPECS)}, got {backbone_id!r}"
+        )
+    spec = BACKBONE_SPECS[backbone_id]
+    fields: dict[str, Any] = dict(
         hidden_size=spec.hidden_size,
         num_hidden_layers=spec.num_layers if num_layers is None else num_layers,
         num_attention_heads=spec.num_heads,
@@ -96,6 +80,18 @@ def dinov2_config(
         hidden_act="gelu",
         **extra,
     )
+    if spec.num_registers:
+        return transformers.Dinov2WithRegistersConfig(
+            num_register_tokens=spec.num_registers, **fields
+        )
+    return transformers.Dinov2Config(**fields)
+
+
+def dinov2_model(config: Any) -> Any:
+    """A randomly initialised DINOv2 of ``config`` (with registers when it has them)."""
+    if int(getattr(config, "num_register_tokens", 0) or 0):
+        return transformers.Dinov2WithRegistersModel(config)
+    return transformers.Dinov2Model(config)
 
 
 # --- original <-> transformers key mapping -------------------------------------------------
@@ -116,6 +112,7 @@ _BLOCK_RENAMES = {
 _STEM_RENAMES = {
     "cls_token": "embeddings.cls_token",
     "mask_token": "embeddings.mask_token",
+    "register_tokens": "embeddings.register_tokens",
     "pos_embed": "embeddings.position_embeddings",
     "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
     "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
@@ -214,14 +211,24 @@ def dinov2_hf_to_original(state: Mapping[str, Any], prefix: str = "") -> dict[st
         else:
             raise WeightsError(f"unexpected transformers DINOv2 key {full_key!r}")
     for (layer, kind), parts in pending.items():
+        absent = [n for n in ("q", "k", "v") if n not in parts]
+        if absent:
+            raise WeightsError(
+                f"layer {layer} attention {kind} lacks its {'/'.join(absent)} projection"
+            )
         out[f"blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
     return out
 
 
-def load_torch_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a ``.pth`` state dict safely (tensors only), unwrapping ``{"model": ...}``."""
+def load_torch_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """Load a ``.pth`` state dict safely (tensors only), unwrapping ``{"model": ...}``.
+
+    Args:
+        path: the file.
+        mmap: map the tensors instead of reading them (shape inspection of large files).
+    """
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # torch raises several types for corrupt / non-tensor files
         raise WeightsError(f"cannot read torch checkpoint {path}: {exc}") from exc
     for wrapper in ("model", "state_dict", "teacher"):
@@ -232,15 +239,47 @@ def load_torch_checkpoint(path: Path) -> dict[str, Any]:
     return dict(state)
 
 
+def load_state_file(path: Path) -> dict[str, Any]:
+    """A state dict from ``.safetensors`` (safetensors) or any other suffix (torch ``.pth``).
+
+    Raises:
+        WeightsError: unreadable, truncated or not a tensor file.
+    """
+    if path.suffix != ".safetensors":
+        return load_torch_checkpoint(path)
+    st_torch = require("safetensors.torch", "torch", "reading .safetensors weights")
+    try:
+        return dict(st_torch.load_file(str(path), device="cpu"))
+    except Exception as exc:  # safetensors raises its own error types
+        raise WeightsError(f"cannot read safetensors file {path}: {exc}") from exc
+
+
+def is_hf_dinov2(state: Mapping[str, Any], prefix: str = "") -> bool:
+    """True when ``state`` uses transformers names (``embeddings.*``, ``encoder.layer.*``)."""
+    return any(k.startswith((prefix + "embeddings.", prefix + "encoder.layer.")) for k in state)
+
+
+def backbone_id_for(width: int, registers: int = 0) -> str:
+    """``dinov2_vit{s,b,l}14[_reg]`` of an embedding width and register count.
+
+    Raises:
+        WeightsError: no supported DINOv2 has them (ViT-g/14 is not supported).
+    """
+    for backbone_id, spec in BACKBONE_SPECS.items():
+        if spec.hidden_size == width and spec.num_registers == registers:
+            return backbone_id
+    if width == 1536:
+        raise WeightsError("DINOv2 ViT-g/14 (width 1536, SwiGLU MLP) is not supported")
+    raise WeightsError(f"no supported DINOv2 has width {width} and {registers} registers")
+
+
 def backbone_id_from_original(state: Mapping[str, Any]) -> str:
-    """Infer ``dinov2_vit{s,b,l}14`` from an original state dict's embedding width."""
+    """Infer ``dinov2_vit{s,b,l}14[_reg]`` from an original state dict (embedding width,
+    register tokens)."""
     if "cls_token" not in state:
         raise WeightsError("original DINOv2 weights have no 'cls_token'")
-    width = int(state["cls_token"].shape[-1])
-    for backbone_id, arch in BACKBONE_IDS.items():
-        if VIT_SPECS[arch].hidden_size == width:
-            return backbone_id
-    raise WeightsError(f"no DINOv2 size has embedding width {width}")
+    registers = int(state["register_tokens"].shape[1]) if "register_tokens" in state else 0
+    return backbone_id_for(int(state["cls_token"].shape[-1]), registers)
 
 
 def _load_strict(model: Any, state: Mapping[str, Any], source: Path) -> None:
@@ -263,52 +302,67 @@ def _load_strict(model: Any, state: Mapping[str, Any], source: Path) -> None:
 
 
 def load_dinov2(path: str | Path, backbone_id: str | None = None) -> Any:
-    """Load a ``Dinov2Model`` from local weights (HF directory or original ``.pth``).
+    """Load DINOv2 from local weights (HF directory, original ``.pth`` or HF ``.safetensors``).
 
     Args:
-        path: a Hugging Face model directory or an original ``dinov2_vit*14_pretrain.pth``.
-        backbone_id: expected ``dinov2_vit{s,b,l}14``; checked against the weights when given.
+        path: a Hugging Face model directory, an original ``dinov2_vit*14[_reg4]_pretrain.pth``
+            or a Hugging Face ``model.safetensors`` (``facebook/dinov2-*`` names).
+        backbone_id: expected ``dinov2_vit{s,b,l}14[_reg]``; checked against the weights.
 
     Returns:
-        ``transformers.Dinov2Model`` in eval mode with frozen parameters.
+        ``transformers.Dinov2Model`` (``Dinov2WithRegistersModel`` for the register models)
+        in eval mode with frozen parameters.
 
     Raises:
-        WeightsError: missing file, unreadable weights or a size mismatch.
+        WeightsError: missing file, unreadable weights, unknown or missing tensors, a shape
+            or size mismatch.
     """
     p = Path(path)
     if p.is_dir():
-        if not (p / "config.json").is_file():
-            raise WeightsError(f"{p} is a directory without config.json (not a HF model dir)")
-        try:
-            model = transformers.Dinov2Model.from_pretrained(str(p), local_files_only=True)
-        except Exception as exc:  # transformers raises OSError / ValueError / KeyError
-            raise WeightsError(f"cannot load DINOv2 from {p}: {exc}") from exc
-        if backbone_id is not None:
-            want = VIT_SPECS[BACKBONE_IDS[backbone_id]]
-            got = int(model.config.hidden_size)
-            if got != want.hidden_size:
-                raise WeightsError(
-                    f"{p} holds a DINOv2 of width {got}, expected {backbone_id} "
-                    f"(width {want.hidden_size})"
-                )
+        model = _load_hf_dinov2_dir(p)
+        registers = int(getattr(model.config, "num_register_tokens", 0) or 0)
+        found = backbone_id_for(int(model.config.hidden_size), registers)
     elif p.is_file():
-        state = load_torch_checkpoint(p)
+        state = load_state_file(p)
+        if is_hf_dinov2(state):
+            state = dinov2_hf_to_original(state)
         found = backbone_id_from_original(state)
-        if backbone_id is not None and found != backbone_id:
-            raise WeightsError(f"{p} holds {found}, expected {backbone_id}")
         blocks = {int(m.group(1)) for k in state if (m := _BLOCK_RE.match(k))}
         pos = state.get("pos_embed")
         grid = round(((pos.shape[1] - 1) if pos is not None else 1369) ** 0.5)
         config = dinov2_config(found, num_layers=len(blocks), image_size_px=grid * PATCH_SIZE_PX)
-        model = transformers.Dinov2Model(config)
+        model = dinov2_model(config)
         mapped = dinov2_original_to_hf(state, set(model.state_dict()))
         _load_strict(model, mapped, p)
     else:
         raise WeightsError(f"DINOv2 weights not found at {p} (nothing is downloaded)")
+    if backbone_id is not None and found != backbone_id:
+        raise WeightsError(f"{p} holds {found}, expected {backbone_id}")
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)
     return model
+
+
+def _load_hf_dinov2_dir(p: Path) -> Any:
+    """``from_pretrained`` of a local HF directory, with or without registers."""
+    import json
+
+    if not (p / "config.json").is_file():
+        raise WeightsError(f"{p} is a directory without config.json (not a HF model dir)")
+    try:
+        model_type = json.loads((p / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"cannot read {p / 'config.json'}: {exc}") from exc
+    cls = (
+        transformers.Dinov2WithRegistersModel
+        if model_type == "dinov2_with_registers"
+        else transformers.Dinov2Model
+    )
+    try:
+        return cls.from_pretrained(str(p), local_files_only=True)
+    except Exception as exc:  # transformers raises OSError / ValueError / KeyError
+        raise WeightsError(f"cannot load DINOv2 from {p}: {exc}") from exc
 
 
 class DinoBackbone(Module):  # type: ignore[misc]
@@ -325,6 +379,11 @@ class DinoBackbone(Module):  # type: ignore[misc]
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
     @property
+    def num_registers(self) -> int:
+        """Register tokens between the class token and the patch tokens (0 without)."""
+        return int(getattr(self.model.config, "num_register_tokens", 0) or 0)
+
+    @property
     def hidden_size(self) -> int:
         """Token width C."""
         return int(self.model.config.hidden_size)
@@ -334,8 +393,9 @@ class DinoBackbone(Module):  # type: ignore[misc]
         if h % PATCH_SIZE_PX or w % PATCH_SIZE_PX:
             raise ValueError(f"input size {h}x{w} is not a multiple of {PATCH_SIZE_PX}")
         x = (images - self.mean) / self.std
-        hidden = self.model(pixel_values=x).last_hidden_state  # (B, 1 + h*w, C)
-        tokens = hidden[:, 1:, :]
+        # (B, 1 + registers + h*w, C): class token, register tokens, patch tokens.
+        hidden = self.model(pixel_values=x).last_hidden_state
+        tokens = hidden[:, 1 + self.num_registers :, :]
         return tokens.reshape(
             images.shape[0], h // PATCH_SIZE_PX, w // PATCH_SIZE_PX, tokens.shape[-1]
         )

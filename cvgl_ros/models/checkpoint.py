@@ -36,10 +36,44 @@ import numpy as np
 from cvgl_ros.models.errors import CheckpointError, require
 
 FORMAT_NAME = "cvgl_ros.matcher"
+# safetensors has no rosdep key (rosdistro's python.yaml): robots install it with pip. Every
+# learned backend reads the matcher checkpoint through it, so it is in the torch, onnx and
+# tensorrt extras.
+SAFETENSORS_PIP = "safetensors>=0.4"
 FORMAT_VERSION = 1
 METADATA_KEY = "cvgl_matcher_config"
-_BACKBONE_IDS = ("dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14")
-_BACKBONE_WIDTH = {"dinov2_vits14": 384, "dinov2_vitb14": 768, "dinov2_vitl14": 1024}
+PATCH_SIZE_PX = 14
+
+
+@dataclass(frozen=True)
+class VitSpec:
+    """Architecture of one DINOv2 ViT/14 (MLP ratio 4, LayerScale, trained at 518 px).
+
+    Attributes:
+        hidden_size: token width.
+        num_layers: transformer blocks.
+        num_heads: attention heads.
+        num_registers: register tokens (the ``*_reg`` models of "Vision Transformers Need
+            Registers"; 0 for the original release).
+    """
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_registers: int = 0
+
+
+# Backbone ids used in configs and checkpoints (torch hub names, ``_reg`` = ``*_reg4``).
+# ViT-g/14 (SwiGLU MLP, width 1536) is not supported.
+BACKBONE_SPECS: dict[str, VitSpec] = {
+    "dinov2_vits14": VitSpec(384, 12, 6),
+    "dinov2_vitb14": VitSpec(768, 12, 12),
+    "dinov2_vitl14": VitSpec(1024, 24, 16),
+    "dinov2_vits14_reg": VitSpec(384, 12, 6, 4),
+    "dinov2_vitb14_reg": VitSpec(768, 12, 12, 4),
+    "dinov2_vitl14_reg": VitSpec(1024, 24, 16, 4),
+}
+_BACKBONE_IDS = tuple(BACKBONE_SPECS)
 
 
 @dataclass(frozen=True)
@@ -68,6 +102,30 @@ class HeadConfig:
             raise ValueError(
                 f"num_heads ({self.num_heads}) must divide hidden_dim ({self.hidden_dim})"
             )
+
+
+def head_tensor_shapes(config: HeadConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every checkpoint tensor for ``config`` (``head.*`` as
+    :class:`cvgl_ros.models.head.ProjectionHead` names them, and the ``matcher.*`` scalars);
+    torch-free, for checking a checkpoint before loading it."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    in_ch, h = config.in_dim, config.hidden_dim
+    for i in range(config.num_conv_layers):
+        shapes[f"head.convs.{2 * i}.weight"] = (h, in_ch, 3, 3)
+        shapes[f"head.convs.{2 * i}.bias"] = (h,)
+        in_ch = h
+    for name in ("attn_norm", "out_norm"):
+        shapes[f"head.{name}.weight"] = (h,)
+        shapes[f"head.{name}.bias"] = (h,)
+    shapes["head.qkv.weight"] = (3 * h, h)
+    shapes["head.qkv.bias"] = (3 * h,)
+    shapes["head.attn_out.weight"] = (h, h)
+    shapes["head.attn_out.bias"] = (h,)
+    shapes["head.proj.weight"] = (config.out_dim, h)
+    shapes["head.proj.bias"] = (config.out_dim,)
+    shapes["matcher.log_temperature"] = ()
+    shapes["matcher.dustbin"] = ()
+    return shapes
 
 
 @dataclass(frozen=True)
@@ -126,10 +184,11 @@ class MatcherCheckpointConfig:
             raise ValueError(
                 f"backbone_id must be one of {_BACKBONE_IDS}, got {self.backbone_id!r}"
             )
-        if self.head.in_dim != _BACKBONE_WIDTH[self.backbone_id]:
+        width = BACKBONE_SPECS[self.backbone_id].hidden_size
+        if self.head.in_dim != width:
             raise ValueError(
                 f"head.in_dim ({self.head.in_dim}) must equal the width of {self.backbone_id} "
-                f"({_BACKBONE_WIDTH[self.backbone_id]})"
+                f"({width})"
             )
         object.__setattr__(self, "ground_size_px", _size("ground_size_px", self.ground_size_px))
         object.__setattr__(self, "aerial_size_px", _size("aerial_size_px", self.aerial_size_px))
@@ -239,7 +298,7 @@ def save_matcher_checkpoint(
     Raises:
         CheckpointError: missing matcher scalars or tensors outside ``head.`` / ``matcher.``.
     """
-    st_numpy = require("safetensors.numpy", "torch", "writing matcher checkpoints")
+    st_numpy = require("safetensors.numpy", "onnx", "writing matcher checkpoints", SAFETENSORS_PIP)
     arrays = {k: _to_numpy(v) for k, v in tensors.items()}
     bad = sorted(k for k in arrays if not k.startswith(("head.", "matcher.")))
     if bad:
@@ -263,7 +322,7 @@ def load_matcher_checkpoint(path: str | Path) -> MatcherCheckpoint:
     Raises:
         CheckpointError: missing files, unreadable weights, bad or unsupported config.
     """
-    st_numpy = require("safetensors.numpy", "torch", "reading matcher checkpoints")
+    st_numpy = require("safetensors.numpy", "onnx", "reading matcher checkpoints", SAFETENSORS_PIP)
     weights_path, json_path = checkpoint_paths(path)
     if not weights_path.is_file():
         raise CheckpointError(f"matcher weights not found: {weights_path}")

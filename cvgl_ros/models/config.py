@@ -67,7 +67,11 @@ class LearnedMatcherConfig:
         device: ``"cpu"`` or ``"cuda"``.
         fp16: run in half precision (CUDA only).
         engine_dir: directory of exported ``matcher_ground.onnx`` / ``.engine`` files for the
-            onnxruntime / tensorrt backends.
+            onnxruntime / tensorrt backends. Relative model paths (this, ``checkpoint_path``,
+            ``backbone_weights_path``)
+            resolve against the model directory, never the working directory:
+            ``$CVGL_ROS_MODEL_DIR``, else the cvgl_ros source checkout, else the installed
+            ``share/cvgl_ros`` (docs/MODELS.md).
         top_k: correspondences sampled per frame (highest probability first).
         min_probability: drop matches whose probability is below this.
         mutual: keep only mutual row/column maxima of the probability matrix.
@@ -138,8 +142,8 @@ class DepthModelConfig:
     Attributes:
         weights_path: local weights: a Hugging Face directory (config.json +
             model.safetensors) or an original ``depth_anything_v2_vit{s,b,l}.pth`` /
-            ``depth_anything_v2_metric_*_vit{s,b,l}.pth`` checkpoint. Empty = random weights
-            (tests and benchmarks only).
+            ``depth_anything_v2_metric_*_vit{s,b,l}.pth`` checkpoint. Required for the torch
+            backend: start-up refuses an empty path rather than run random weights.
         variant: ``"small"`` (Apache-2.0; default), ``"base"`` or ``"large"`` (CC-BY-NC-4.0).
         metric: True for the metric fine-tunes (output in metres), False for relative
             (affine-invariant inverse depth; the pose scale absorbs the unknown scale).
@@ -151,7 +155,8 @@ class DepthModelConfig:
         device: ``"cpu"`` or ``"cuda"``.
         fp16: half precision (CUDA only).
         engine_path: the exported ``.onnx`` / ``.engine`` for the onnxruntime / tensorrt
-            backends.
+            backends. Relative paths (this and ``weights_path``) resolve against the model
+            directory, as ``matcher.learned.engine_dir`` does.
         num_threads: CPU threads for torch / ONNX Runtime.
         int8: ONNX Runtime on CPU: run a dynamically quantized INT8 copy of ``engine_path``
             (about 1.4x faster on AVX2; validate with real weights). Ignored, with a warning,

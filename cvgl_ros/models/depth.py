@@ -2,7 +2,8 @@
 
 transformers' ``DepthAnythingForDepthEstimation`` with the V2 architectures set explicitly
 (Small by default: Apache-2.0; Base and Large weights are CC-BY-NC-4.0). Local weights only,
-as a Hugging Face directory or an original ``depth_anything_v2_vit{s,b,l}.pth`` /
+as a Hugging Face directory, its ``model.safetensors`` alone, or an original
+``depth_anything_v2_vit{s,b,l}.pth`` /
 ``depth_anything_v2_metric_{hypersim,vkitti}_vit{s,b,l}.pth`` checkpoint.
 
 Relative models predict an affine-invariant inverse depth (disparity); it is converted to a
@@ -25,6 +26,7 @@ import numpy as np
 from cvgl_ros.backends.base import (
     BackendError,
     InferenceBackend,
+    check_image_input_size,
     open_backend,
     resolve_backend_kind,
 )
@@ -176,6 +178,24 @@ def depth_hf_to_original(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def depth_variant_from_original(state: dict[str, Any]) -> str:
+    """``small`` / ``base`` / ``large`` from an original state dict's backbone width.
+
+    Raises:
+        WeightsError: no ``pretrained.cls_token`` or a width no V2 variant has.
+    """
+    from cvgl_ros.models.checkpoint import BACKBONE_SPECS
+
+    token = state.get("pretrained.cls_token")
+    if token is None:
+        raise WeightsError("not Depth Anything weights: no 'pretrained.cls_token'")
+    width = int(token.shape[-1])
+    for name, spec in DEPTH_SPECS.items():
+        if BACKBONE_SPECS[spec.backbone_id].hidden_size == width:
+            return name
+    raise WeightsError(f"no Depth Anything V2 variant has backbone width {width}")
+
+
 def load_depth_anything(
     path: str | Path | None,
     variant: str = "small",
@@ -189,7 +209,7 @@ def load_depth_anything(
     Raises:
         WeightsError: missing file, unreadable weights, or weights of another architecture.
     """
-    from cvgl_ros.models.backbone import _load_strict, load_torch_checkpoint, transformers
+    from cvgl_ros.models.backbone import _load_strict, is_hf_dinov2, load_state_file, transformers
 
     if path is None or str(path) == "":
         model = transformers.DepthAnythingForDepthEstimation(
@@ -210,7 +230,15 @@ def load_depth_anything(
             if (kind == "metric") != metric:
                 raise WeightsError(f"{p} is a {kind} model but metric={metric} was configured")
         elif p.is_file():
-            state = load_torch_checkpoint(p)
+            state = load_state_file(p)
+            if is_hf_dinov2(state, "backbone."):  # a lone HF model.safetensors
+                state = depth_hf_to_original(state)
+            found = depth_variant_from_original(state)
+            if found != variant:
+                raise WeightsError(
+                    f"{p} holds Depth Anything V2 {found.title()}, but variant {variant!r} is "
+                    f"configured (set depth.model.variant: {found})"
+                )
             model = transformers.DepthAnythingForDepthEstimation(
                 depth_anything_config(variant, metric, max_depth_m, **random_kwargs)
             )
@@ -295,18 +323,65 @@ class DepthAnythingDepth:
         self._backend = backend
         h, w = self.config.input_size_px
         self.input_size_px = (max(14, round(h / 14) * 14), max(14, round(w / 14) * 14))
+        h, w = self.input_size_px
+        check_image_input_size(
+            backend,
+            self.input_size_px,
+            "depth images (depth.model.input_size_px)",
+            f"export it for this size (cvgl-ros export --model depth --height {h} --width {w} "
+            f"--out {getattr(backend, 'path', 'FILE.onnx')}; rebuild a TensorRT engine from "
+            "it) or set depth.model.input_size_px to the file's size",
+        )
         self._last_key: tuple[object, ...] | None = None
         self._last_depth: np.ndarray | None = None
         self.runs = 0
 
     @classmethod
-    def from_config(cls, config: DepthModelConfig, **random_kwargs: Any) -> DepthAnythingDepth:
-        """Open the configured backend (torch: load local weights; empty path = random).
+    def from_config(cls, config: DepthModelConfig) -> DepthAnythingDepth:
+        """Open the configured backend (torch: load ``weights_path``).
 
         ``backend="auto"`` uses ONNX Runtime (TensorRT on CUDA) when ``engine_path`` names an
         existing ``.onnx`` (``.engine``) file, else torch.
+
+        Raises:
+            WeightsError: the torch backend without ``weights_path`` (a random network gives
+                meaningless depth; :meth:`with_random_weights` is the explicit test-only way),
+                or unreadable weights.
+            BackendError: a configured ``engine_path`` that does not exist.
         """
-        engine = Path(config.engine_path) if config.engine_path else None
+        return cls._open(config, random_weights=False)
+
+    @classmethod
+    def with_random_weights(
+        cls, config: DepthModelConfig, **random_kwargs: Any
+    ) -> DepthAnythingDepth:
+        """A randomly initialised network of the configured architecture on the torch backend:
+        tests and benchmarks only (its depth is meaningless). ``config.weights_path`` and the
+        backend choice are ignored.
+
+        Args:
+            config: input size, variant, metric flag, device, threads.
+            **random_kwargs: :func:`depth_anything_config` options (``num_layers``).
+        """
+        return cls._open(config, random_weights=True, **random_kwargs)
+
+    @classmethod
+    def _open(
+        cls, config: DepthModelConfig, random_weights: bool, **random_kwargs: Any
+    ) -> DepthAnythingDepth:
+        from cvgl_ros.models.paths import resolve_model_path
+
+        # Relative paths resolve against the model directory, never the working directory.
+        engine = (
+            resolve_model_path(config.engine_path, "depth.model.engine_path")
+            if config.engine_path
+            else None
+        )
+        weights = (
+            resolve_model_path(config.weights_path, "depth.model.weights_path")
+            if config.weights_path
+            else None
+        )
         if config.backend == "auto" and engine is not None and not engine.is_file():
             # A configured but missing file must not silently become torch (random weights
             # when weights_path is empty).
@@ -314,19 +389,31 @@ class DepthAnythingDepth:
                 f"depth engine_path {engine} not found (create it with: cvgl-ros export "
                 f"--model depth --out {engine} ...)"
             )
-        kind = resolve_backend_kind(
-            config.backend,
-            config.device,
-            onnx_paths=[engine] if engine is not None and engine.suffix == ".onnx" else [],
-            engine_paths=[engine] if engine is not None and engine.suffix == ".engine" else [],
+        kind = (
+            "torch"
+            if random_weights
+            else resolve_backend_kind(
+                config.backend,
+                config.device,
+                onnx_paths=[engine] if engine is not None and engine.suffix == ".onnx" else [],
+                engine_paths=[engine] if engine is not None and engine.suffix == ".engine" else [],
+            )
         )
         if kind == "torch":
             if config.int8:
                 LOGGER.warning("depth.model.int8 ignored: no ONNX engine_path (torch backend)")
-            if not config.weights_path:
-                LOGGER.warning("Depth Anything with RANDOM weights (no weights_path): tests only")
+            if random_weights:
+                LOGGER.warning("Depth Anything with RANDOM weights: tests and benchmarks only")
+            elif weights is None:
+                raise WeightsError(
+                    "depth.model.weights_path is required for the torch backend (a Hugging "
+                    "Face Depth Anything V2 directory or depth_anything_v2_vits.pth, see "
+                    "docs/MODELS.md); or export the depth network to ONNX and set "
+                    "depth.model.engine_path (cvgl-ros export --model depth). Refusing to run "
+                    "randomly initialised weights."
+                )
             model = load_depth_anything(
-                config.weights_path or None,
+                None if random_weights else weights,
                 config.variant,
                 config.metric,
                 config.max_depth_m,
@@ -344,7 +431,7 @@ class DepthAnythingDepth:
         else:
             backend = open_backend(
                 kind,
-                config.engine_path,
+                engine,
                 device=config.device,
                 num_threads=config.num_threads,
                 int8=config.int8 and kind == "onnxruntime",

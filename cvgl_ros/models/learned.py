@@ -18,6 +18,7 @@ import numpy as np
 from cvgl_ros.backends.base import (
     BackendError,
     InferenceBackend,
+    check_image_input_size,
     open_backend,
     resolve_backend_kind,
 )
@@ -28,6 +29,7 @@ from cvgl_ros.models.checkpoint import MatcherCheckpoint, load_matcher_checkpoin
 from cvgl_ros.models.config import LearnedMatcherConfig
 from cvgl_ros.models.errors import WeightsError
 from cvgl_ros.models.matching import dual_softmax, select_matches, token_centers_px
+from cvgl_ros.models.paths import resolve_model_path
 from cvgl_ros.models.preprocess import prepare_image, render_view
 
 LOGGER = logging.getLogger(__name__)
@@ -74,6 +76,19 @@ class LearnedMatcher:
         ck = checkpoint.config
         self.ground_size_px = _round_size(self.config.ground_size_px or ck.ground_size_px)
         self.aerial_size_px = _round_size(self.config.aerial_size_px or ck.aerial_size_px)
+        for backend, size, role, override in (
+            (self._ground, self.ground_size_px, "ground", "ground_size_px"),
+            (self._aerial, self.aerial_size_px, "aerial", "aerial_size_px"),
+        ):
+            h, w = size
+            check_image_input_size(
+                backend,
+                size,
+                f"the learned matcher's {role} images (checkpoint or matcher.learned.{override})",
+                f"export it for this size (cvgl-ros export --model features --height {h} "
+                f"--width {w} --out {getattr(backend, 'path', 'FILE.onnx')}; rebuild a "
+                f"TensorRT engine from it) or set matcher.learned.{override} to the file's size",
+            )
         self.temperature = checkpoint.temperature
         self.dustbin_score = checkpoint.dustbin_score
         self.cache: AerialFeatureCache[_Described] = AerialFeatureCache(
@@ -96,8 +111,18 @@ class LearnedMatcher:
             CheckpointError / WeightsError: missing or malformed weights.
             MissingExtraError: the backend's package is not installed.
         """
-        checkpoint = load_matcher_checkpoint(config.checkpoint_path)
-        engine_dir = Path(config.engine_dir)
+        # Relative paths resolve against the model directory, never the working directory
+        # (cvgl_ros.models.paths).
+        checkpoint = load_matcher_checkpoint(
+            resolve_model_path(config.checkpoint_path, "learned.checkpoint_path")
+        )
+        # An empty engine_dir is the model directory itself.
+        engine_dir = resolve_model_path(config.engine_dir, "learned.engine_dir")
+        backbone_weights = (
+            resolve_model_path(config.backbone_weights_path, "learned.backbone_weights_path")
+            if config.backbone_weights_path
+            else None
+        )
         stems = (GROUND_FEATURES_STEM, AERIAL_FEATURES_STEM)
         onnx_paths = [engine_dir / f"{s}.onnx" for s in stems]
         if config.backend == "auto" and sum(p.is_file() for p in onnx_paths) == 1:
@@ -119,14 +144,14 @@ class LearnedMatcher:
                 LOGGER.warning(
                     "learned.int8 ignored: no ONNX files in %s (torch backend)", engine_dir
                 )
-            if not config.backbone_weights_path:
+            if backbone_weights is None:
                 raise WeightsError(
                     "learned.backbone_weights_path is required for the torch backend (a HF "
                     "DINOv2 directory or dinov2_vit*14_pretrain.pth); or export "
                     f"{GROUND_FEATURES_STEM}.onnx / {AERIAL_FEATURES_STEM}.onnx into "
                     f"{engine_dir} for ONNX Runtime (cvgl-ros export --model features)"
                 )
-            net = build_features_network(checkpoint, config.backbone_weights_path)
+            net = build_features_network(checkpoint, backbone_weights)
             backend = open_backend(
                 "torch",
                 net,

@@ -98,10 +98,9 @@ def build_full_matcher(
 
 def torch_dinov2_random(backbone_id: str = "dinov2_vits14", **kwargs: Any) -> Any:
     """A randomly initialised ``Dinov2Model`` of the real architecture (tests, benchmarks)."""
-    from cvgl_ros.models.backbone import transformers
+    from cvgl_ros.models.backbone import dinov2_model
 
-    model = transformers.Dinov2Model(dinov2_config(backbone_id, **kwargs))
-    return model.eval()
+    return dinov2_model(dinov2_config(backbone_id, **kwargs)).eval()
 
 
 def checkpoint_tensors(head: Any, matcher: Any) -> dict[str, np.ndarray]:

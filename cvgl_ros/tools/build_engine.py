@@ -21,7 +21,7 @@ from cvgl_ros.backends.manifest import (
     manifest_path,
     sha256_file,
 )
-from cvgl_ros.backends.trt_backend import runtime_info
+from cvgl_ros.backends.trt_backend import retain_primary_context, runtime_info
 from cvgl_ros.models.errors import MissingExtraError, require
 
 LOGGER = logging.getLogger(__name__)
@@ -114,7 +114,8 @@ def build_engine(
         raise ValueError("--int8 needs --calib DIR (calibration images)")
     cuda.init()
     info = runtime_info(trt, cuda)
-    ctx = cuda.Device(0).make_context()
+    ctx = retain_primary_context(cuda, 0)
+    ctx.push()
     start = time.perf_counter()
     try:
         logger = trt.Logger(trt.Logger.WARNING)

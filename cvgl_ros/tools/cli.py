@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "prefetch",
     "export",
     "build_engine",
+    "weights",
     "bench",
     "train",
     "selfcheck",

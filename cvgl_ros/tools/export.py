@@ -63,6 +63,7 @@ def build_spec(args: argparse.Namespace) -> ExportSpec:
     ``--random-weights``)."""
     from cvgl_ros.models.backbone import DinoBackbone, load_dinov2, torch
     from cvgl_ros.models.checkpoint import (
+        BACKBONE_SPECS,
         HeadConfig,
         MatcherCheckpointConfig,
         load_matcher_checkpoint,
@@ -91,9 +92,7 @@ def build_spec(args: argparse.Namespace) -> ExportSpec:
             if args.checkpoint
             else MatcherCheckpointConfig(
                 backbone_id=args.backbone_id,
-                head=HeadConfig(
-                    in_dim={"dinov2_vits14": 384, "dinov2_vitb14": 768}.get(args.backbone_id, 1024)
-                ),
+                head=HeadConfig(in_dim=BACKBONE_SPECS[args.backbone_id].hidden_size),
             )
         )
     if args.model == "backbone":
@@ -135,8 +134,26 @@ def build_spec(args: argparse.Namespace) -> ExportSpec:
     return ExportSpec(build_depth_network(model), {"images": image}, ("depth",))
 
 
+def torchscript_exporter_kwargs(export_fn: Any) -> dict[str, Any]:
+    """Keyword arguments that select the TorchScript exporter of ``torch.onnx.export``.
+
+    torch >= 2.5 has a ``dynamo`` parameter (its default became True in 2.9), so it must be
+    passed ``dynamo=False``; torch 2.1-2.4 has no such parameter (the TorchScript exporter is
+    the only one ``export`` runs) and raises TypeError on it. Decided from the signature, not
+    the version string, so patched or vendor builds (JetPack) are judged by what they accept.
+    """
+    import inspect
+
+    try:
+        params = inspect.signature(export_fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: assume the old API
+        return {}
+    return {"dynamo": False} if "dynamo" in params else {}
+
+
 def export_onnx(spec: ExportSpec, out: Path, opset: int = OPSET) -> Path:
-    """Export with the TorchScript exporter (``dynamo=False``) and run ``onnx.checker``.
+    """Export with the TorchScript exporter (``dynamo=False`` where torch has the parameter)
+    and run ``onnx.checker``.
 
     Returns:
         ``out``.
@@ -161,8 +178,8 @@ def export_onnx(spec: ExportSpec, out: Path, opset: int = OPSET) -> Path:
             input_names=list(spec.inputs),
             output_names=list(spec.output_names),
             opset_version=opset,
-            dynamo=False,
             do_constant_folding=True,
+            **torchscript_exporter_kwargs(torch.onnx.export),
         )
     onnx.checker.check_model(str(out), full_check=True)
     return out
@@ -222,6 +239,8 @@ def _main(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``export`` subcommand."""
+    from cvgl_ros.models.checkpoint import BACKBONE_SPECS
+
     p = sub.add_parser("export", help="export a model to ONNX and check parity with torch")
     p.add_argument("--model", required=True, choices=MODELS)
     p.add_argument("--height", type=int, required=True, help="input height, px (rounded to 14)")
@@ -232,7 +251,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--backbone-id",
         default="dinov2_vits14",
-        choices=("dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14"),
+        choices=tuple(BACKBONE_SPECS),
     )
     p.add_argument("--aerial-height", type=int, default=0, help="matcher: aerial height, px")
     p.add_argument("--aerial-width", type=int, default=0, help="matcher: aerial width, px")

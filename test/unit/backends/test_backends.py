@@ -226,21 +226,69 @@ class _FakeBuffer:
         self.freed = True
 
 
+class _FakePrimaryContext:
+    """pycuda's primary context: retained (not pushed) by ``Device.retain_primary_context``,
+    ``push``/``pop`` on the thread's context stack, ``detach`` releases one retain."""
+
+    def __init__(self, stack: list[Any]) -> None:
+        self.stack = stack
+        self.retains = 0
+        self.pushes = 0
+
+    def push(self) -> None:
+        self.pushes += 1
+        self.stack.append(self)
+
+    def pop(self) -> None:
+        assert self.stack, "pop() with no current context"
+        self.stack.pop()
+
+    def detach(self) -> None:
+        assert self.retains > 0, "detach() without a retain"
+        self.retains -= 1
+
+
 def _fake_cuda(name: str = "Orin", cc: tuple[int, int] = (8, 7)) -> Any:
     cuda = types.SimpleNamespace()
-    ctx = types.SimpleNamespace(push=lambda: None, pop=lambda: None, detach=lambda: None)
+    cuda.stack = []  # the thread's current-context stack
+    cuda.primary = _FakePrimaryContext(cuda.stack)
     cuda.init = lambda: None
+
+    def retain() -> _FakePrimaryContext:
+        cuda.primary.retains += 1
+        return cuda.primary
+
+    def make_context() -> Any:
+        raise AssertionError("a new CUDA context per engine: use the primary context")
+
     cuda.Device = lambda i: types.SimpleNamespace(
-        name=lambda: name, compute_capability=lambda: cc, make_context=lambda: ctx
+        name=lambda: name,
+        compute_capability=lambda: cc,
+        make_context=make_context,
+        retain_primary_context=retain,
     )
-    cuda.pagelocked_empty = lambda shape, dtype: np.zeros(shape, dtype)
-    cuda.mem_alloc = _FakeBuffer
-    cuda.Stream = lambda: types.SimpleNamespace(handle=1, synchronize=lambda: None)
+
+    def current() -> None:
+        assert cuda.stack, "CUDA work with no current context"
+
+    def pagelocked_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        current()
+        return np.zeros(shape, dtype)
+
+    def mem_alloc(nbytes: int) -> _FakeBuffer:
+        current()
+        return _FakeBuffer(nbytes)
+
+    cuda.pagelocked_empty = pagelocked_empty
+    cuda.mem_alloc = mem_alloc
+    cuda.Stream = lambda: types.SimpleNamespace(handle=1, synchronize=current)
 
     def htod(dst: _FakeBuffer, src: np.ndarray, stream: Any) -> None:
+        current()
         dst.array[:] = np.frombuffer(src.tobytes(), np.uint8)
 
     def dtoh(dst: np.ndarray, src: _FakeBuffer, stream: Any) -> None:
+        current()
         dst[...] = np.frombuffer(src.array.tobytes(), dst.dtype).reshape(dst.shape)
 
     cuda.memcpy_htod_async = htod
@@ -294,6 +342,98 @@ def test_tensorrt_backend_logic_with_fakes(tmp_path: Path) -> None:
         TensorRTBackend(engine, trt=_fake_trt("10.5.1"), cuda=_fake_cuda())
     with pytest.raises(EngineMismatchError, match="compute capability"):
         TensorRTBackend(engine, trt=_fake_trt(), cuda=_fake_cuda("A100", (8, 0)))
+
+
+def test_tensorrt_engines_share_the_primary_context(tmp_path: Path) -> None:
+    # Two engines (ground + aerial features) in one process: one retained primary context,
+    # pushed only around work and released by each close; never a context of their own.
+    _, engine = _manifest(tmp_path)
+    cuda = _fake_cuda()
+    a = TensorRTBackend(engine, trt=_fake_trt(), cuda=cuda)
+    b = TensorRTBackend(engine, trt=_fake_trt(), cuda=cuda)
+    assert a._ctx is b._ctx is cuda.primary
+    assert cuda.primary.retains == 2 and cuda.stack == [], "not left current after open"
+    x = np.ones((1, 3, 4, 4), np.float32)
+    np.testing.assert_array_equal(a.run({"images": x})["out"], 2 * x)
+    np.testing.assert_array_equal(b.run({"images": x})["out"], 2 * x)
+    assert cuda.stack == [], "run() pops what it pushes"
+    a.close()
+    a.close()  # idempotent: one release only
+    assert cuda.primary.retains == 1
+    b.close()
+    assert cuda.primary.retains == 0 and cuda.stack == []
+
+
+def test_tensorrt_open_failure_releases_the_context(tmp_path: Path) -> None:
+    _, engine = _manifest(tmp_path)
+    cuda = _fake_cuda()
+    trt = _fake_trt()
+    trt.Runtime = lambda log: types.SimpleNamespace(deserialize_cuda_engine=lambda data: None)
+    with pytest.raises(BackendError, match="could not deserialise"):
+        TensorRTBackend(engine, trt=trt, cuda=cuda)
+    assert cuda.primary.retains == 0 and cuda.stack == []
+
+
+def _fake_trt_builder(version: str = "10.3.0") -> Any:
+    """The TensorRT 10 builder calls build_engine makes, recording the builder flags."""
+    trt = _fake_trt(version)
+    tensor = types.SimpleNamespace(name="images", shape=(1, 3, 4, 4))
+    out = types.SimpleNamespace(name="out", shape=(1, 3, 4, 4))
+    network = types.SimpleNamespace(
+        num_inputs=1, num_outputs=1, get_input=lambda i: tensor, get_output=lambda i: out
+    )
+    flags: list[str] = []
+    cache = types.SimpleNamespace(serialize=lambda: b"timing")
+    config = types.SimpleNamespace(
+        set_memory_pool_limit=lambda pool, size: None,
+        create_timing_cache=lambda data: cache,
+        set_timing_cache=lambda c, ignore_mismatch: None,
+        set_flag=flags.append,
+        get_timing_cache=lambda: cache,
+    )
+    trt.flags = flags
+    trt.Builder = lambda log: types.SimpleNamespace(
+        create_network=lambda mode: network,
+        create_builder_config=lambda: config,
+        build_serialized_network=lambda net, cfg: b"serialized-engine",
+    )
+    trt.OnnxParser = lambda net, log: types.SimpleNamespace(parse=lambda data: True, num_errors=0)
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
+    trt.BuilderFlag = types.SimpleNamespace(FP16="fp16", INT8="int8")
+    return trt
+
+
+def test_build_engine_uses_the_primary_context_and_writes_a_manifest(tmp_path: Path) -> None:
+    from cvgl_ros.tools.build_engine import build_engine
+
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(b"onnx-bytes")
+    cuda, trt = _fake_cuda(), _fake_trt_builder()
+    manifest = build_engine(onnx_path, tmp_path / "m.engine", "fp16", 512, trt=trt, cuda=cuda)
+    assert trt.flags == ["fp16"] and (tmp_path / "m.engine").read_bytes() == b"serialized-engine"
+    assert cuda.primary.pushes == 1 and cuda.primary.retains == 0 and cuda.stack == []
+    assert manifest.inputs == (TensorSpec("images", (1, 3, 4, 4)),)
+    # The engine it wrote opens on the same machine (manifest, sizes, shared context).
+    with TensorRTBackend(tmp_path / "m.engine", trt=_fake_trt(), cuda=cuda) as b:
+        assert b.input_shapes == {"images": (1, 3, 4, 4)}
+
+
+def test_tensorrt_engine_of_another_size_is_refused_at_start_up(tmp_path: Path) -> None:
+    from cvgl_ros.models.config import DepthModelConfig
+    from cvgl_ros.models.depth import DepthAnythingDepth
+
+    _, engine = _manifest(
+        tmp_path,
+        inputs=(TensorSpec("images", (1, 3, 28, 28)),),
+        outputs=(TensorSpec("out", (1, 3, 28, 28)),),
+    )
+    backend = TensorRTBackend(engine, trt=_fake_trt(), cuda=_fake_cuda())
+    assert backend.input_shapes == {"images": (1, 3, 28, 28)}
+    with pytest.raises(BackendError, match=r"m\.engine takes 28x28 px .* at 266x266 px"):
+        DepthAnythingDepth(backend, DepthModelConfig(input_size_px=(266, 266)))
+    depth = DepthAnythingDepth(backend, DepthModelConfig(input_size_px=(28, 28)))
+    assert depth.input_size_px == (28, 28)
+    depth.close()
 
 
 @pytest.mark.gpu

@@ -83,7 +83,7 @@ def test_original_checkpoint_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize("metric", [False, True])
 def test_depth_provider_samples_the_map(metric: bool) -> None:
     cfg = DepthModelConfig(input_size_px=(112, 112), metric=metric, max_depth_m=20.0)
-    provider = DepthAnythingDepth.from_config(cfg, num_layers=4)
+    provider = DepthAnythingDepth.with_random_weights(cfg, num_layers=4)
     assert isinstance(provider, DepthProvider)
     img = np.random.default_rng(0).integers(0, 255, (90, 130, 3), dtype=np.uint8)
     dense = provider.depth_map(img)
@@ -110,6 +110,16 @@ def test_build_depth_model_kind_uses_config() -> None:
     )
     with pytest.raises(BackendError, match="not found"):
         build_depth(cfg)
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_model_depth_without_weights_is_refused_at_start_up(backend: str) -> None:
+    # As the learned matcher refuses a missing backbone: a random network gives depth that
+    # looks plausible and is meaningless.
+    cfg = DepthConfig(kind="model", model=DepthModelConfig(backend=backend))  # type: ignore[arg-type]
+    with pytest.raises(WeightsError, match=r"weights_path is required") as err:
+        build_depth(cfg)
+    assert "engine_path" in str(err.value) and "random" in str(err.value)
 
 
 def test_bilinear_sampling_skips_unknown_neighbours() -> None:
