@@ -32,10 +32,14 @@ class GroundPlaneDepth:
         camera_height_m: height of the camera's optical centre above the ground, metres.
         min_depression_rad: rays less than this far below the horizon get NaN (their ground
             intersection is too far and too sensitive to pitch errors to be useful).
+        metric_scale_sigma: relative 1-sigma error of the metric scale this depth implies
+            (camera height error, road slope and camber against the flat plane); the
+            localizer bounds the similarity scale to ``[1 / (1 + 3 sigma), 1 + 3 sigma]``.
     """
 
     camera_height_m: float
     min_depression_rad: float = math.radians(0.5)
+    metric_scale_sigma: float = 0.1
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.camera_height_m) and self.camera_height_m > 0.0):
@@ -44,6 +48,8 @@ class GroundPlaneDepth:
             )
         if not (math.isfinite(self.min_depression_rad) and self.min_depression_rad >= 0.0):
             raise ValueError("GroundPlaneDepth.min_depression_rad must be >= 0")
+        if not (math.isfinite(self.metric_scale_sigma) and self.metric_scale_sigma > 0.0):
+            raise ValueError("GroundPlaneDepth.metric_scale_sigma must be > 0")
 
     def depth_at(
         self,

@@ -41,6 +41,8 @@ LOGGER = logging.getLogger(__name__)
 
 DEPTH_INPUT = "images"
 DEPTH_OUTPUT = "depth"
+# Relative 1-sigma scale error assumed for the metric models (see metric_scale_sigma).
+METRIC_SCALE_SIGMA = 0.25
 # Relative disparities below this fraction of the frame's maximum are treated as "infinitely
 # far" (sky) and give NaN depth.
 MIN_RELATIVE_DISPARITY = 1e-3
@@ -335,6 +337,19 @@ class DepthAnythingDepth:
         self._last_key: tuple[object, ...] | None = None
         self._last_depth: np.ndarray | None = None
         self.runs = 0
+
+    @property
+    def relative(self) -> bool:
+        """True for the relative models (arbitrary scale: no camera height from them)."""
+        return not self.config.metric
+
+    @property
+    def metric_scale_sigma(self) -> float | None:
+        """Relative 1-sigma scale error of the metric models (None for relative ones): the
+        localizer bounds the similarity scale by it (Depth Anything V2 metric outdoor models
+        report an AbsRel of 0.1-0.2 on their benchmarks; 0.25 leaves room for a camera and
+        scene unlike their training data)."""
+        return METRIC_SCALE_SIGMA if self.config.metric else None
 
     @classmethod
     def from_config(cls, config: DepthModelConfig) -> DepthAnythingDepth:

@@ -10,6 +10,9 @@ bag read + decode + patch + match + depth + lift + RANSAC + covariance):
   matcher's cache on most frames);
 - the same with patch reuse off (a new patch built and described at every prior: the worst
   case, e.g. a prior that jumps by more than the reuse margin every frame);
+- the same with ground-resolution-adaptive matching (``view.adaptive``, as the drone preset):
+  the patch at the camera's GSD (at most 2x finer than the map) and the full-resolution
+  camera image instead of the fixed 320 px downscale;
 - classical path at 320x240 for scale;
 - learned path as deployed on a CPU: the same bag and parameter file with
   ``matcher.kind: learned`` (DINOv2 ViT-S/14 + head at 224x224 ground input, aerial 518 px
@@ -491,6 +494,13 @@ def run(quick: bool) -> list[dict[str, Any]]:
             Pipeline.from_configs(_without_patch_reuse(params)),
             base,
             "",
+        )
+        rows += _replay_rows(
+            "classical 640x480 adaptive",
+            bag,
+            Pipeline.from_params_file(params, ["view.adaptive:=true"]),
+            base,
+            ">= 10 Hz",
         )
         small_bag, small_params = _flight(tmp, frames, 320, 240, "qvga")
         small_base = _read_decode_fps(small_bag)

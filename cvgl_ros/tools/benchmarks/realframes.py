@@ -38,7 +38,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         heading = (
             "no_heading" if c.heading_sigma_deg is None else f"heading_{c.heading_sigma_deg:g}deg"
         )
-        stem = c.orthophoto.split(".")[0]
+        stem = c.orthophoto.removesuffix(".tif")
         po, pp, n_paired = c.paired_median_m
         peer_name = f"{stem}_{heading}_opencv_peer"
         for label, score in (("opencv_peer", c.peer), ("cvgl_ros", c.ours)):

@@ -302,3 +302,41 @@ def test_significance_gate_refuses_a_few_inliers_among_many_matches() -> None:
     weak = Localizer(cfg, few, ConstantRangeDepth(36.7), ResolutionSource())
     est = weak.localize(image, CAM, _prior(truth, 36.7), NADIR, 1.0)
     assert not est.ok and any("not significant" in r for r in est.reasons), est.reasons
+
+
+def test_metric_ground_plane_depth_bounds_the_scale() -> None:
+    """Issue 14: with metric ground-plane depth the scale is bounded near 1 (not 1e-3..1e3),
+    so a camera height that is wrong by 2x can no longer give a confident pose."""
+    from cvgl_ros.core.depth import GroundPlaneDepth
+
+    pitch = math.radians(15.0)
+    r_gc = gravity_from_camera_for_mount("forward", pitch_rad=pitch)
+    rng = np.random.default_rng(4)
+    ground = np.stack(
+        [rng.uniform(3.0, 30.0, 200), rng.uniform(-10.0, 10.0, 200), np.full(200, -3.2)], axis=1
+    )
+    px = CAM.project(ground @ r_gc)
+    inside = np.all(np.isfinite(px), axis=1) & (px[:, 0] >= 0) & (px[:, 0] < 400)
+    inside &= (px[:, 1] >= 0) & (px[:, 1] < 225)
+    px, planar = px[inside], ground[inside, :2]
+
+    class Forward:
+        def match(self, ground_image: UInt8Array, patch: AerialPatch) -> Correspondences:
+            ce, cn = WORLD.to_en(patch.center_lat_deg, patch.center_lon_deg)
+            en = planar - np.array([float(ce), float(cn)])
+            return Correspondences(px, patch.en_to_pixel(en), np.full(len(px), 0.9))
+
+    image = np.zeros((225, 400, 3), np.uint8)
+    prior = _prior(np.zeros(2), None)
+    cfg = LocalizerConfig()
+    right = Localizer(cfg, Forward(), GroundPlaneDepth(3.2), ResolutionSource())
+    est = right.localize(image, CAM, prior, r_gc, 1.0)
+    assert est.ok and est.scale == pytest.approx(1.0, abs=0.01)
+    assert est.debug is not None and est.debug.scale_bounds == pytest.approx((1 / 1.3, 1.3))
+    wrong = Localizer(cfg, Forward(), GroundPlaneDepth(1.6), ResolutionSource())
+    est = wrong.localize(image, CAM, prior, r_gc, 1.0)
+    assert not est.ok  # the true scale (2) is outside [0.77, 1.3]
+    free = Localizer(
+        cfg, Forward(), GroundPlaneDepth(1.6, metric_scale_sigma=1.0), ResolutionSource()
+    )
+    assert free.localize(image, CAM, prior, r_gc, 1.0).scale == pytest.approx(2.0, rel=0.01)
