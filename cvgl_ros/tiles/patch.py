@@ -134,7 +134,7 @@ class TilePatchSource:
             raise
         size, mpp = self.config.resolve_overrides(patch_size_px, patch_m_per_px)
         if self.prefetcher is not None:
-            self.prefetcher.update_fix(lat, lon)
+            self.prefetcher.update_fix(lat, lon, patch_m_per_px=mpp)
         zoom = self.zoom_for(lat, mpp)
         image, valid, missing = self._render(lat, lon, size, mpp, zoom)
         self._counters["missing_tiles"] += missing

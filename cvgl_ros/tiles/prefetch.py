@@ -144,6 +144,7 @@ class Prefetcher:
         self._plan_centre: tuple[float, float] | None = None
         self._last_fix: tuple[float, float, float] | None = None
         self._velocity_en_m_s: tuple[float, float] = (0.0, 0.0)
+        self._patch_m_per_px: float | None = None
         self._in_progress = 0
         self._stop = False
         self._threads: list[threading.Thread] = []
@@ -162,15 +163,19 @@ class Prefetcher:
             self.start()
 
     def zoom_for(self, lat_deg: float) -> int:
-        """Prefetch zoom at a latitude."""
+        """Prefetch zoom at a latitude: the configured one, else the zoom of the latest patch
+        resolution requested (adaptive matching reads patches finer than the configured
+        ``patch_m_per_px``), else the configured patch resolution's."""
         if self.config.zoom is not None:
             return self.config.zoom
         pc = self.patch_config
         if pc.zoom is not None:
             return pc.zoom
+        with self._cond:
+            m_per_px = self._patch_m_per_px or pc.patch_m_per_px
         return choose_zoom(
             lat_deg,
-            pc.patch_m_per_px,
+            m_per_px,
             self.provider.tile_size_px,
             self.provider.min_zoom,
             self.provider.max_zoom,
@@ -193,6 +198,7 @@ class Prefetcher:
         lat_deg: float,
         lon_deg: float,
         velocity_en_m_s: Sequence[float] | None = None,
+        patch_m_per_px: float | None = None,
     ) -> None:
         """Record the latest fix (non-blocking; bad fixes are counted and ignored).
 
@@ -201,6 +207,8 @@ class Prefetcher:
             lon_deg: longitude, degrees.
             velocity_en_m_s: (east, north) velocity, metres per second; estimated from
                 successive fixes when None.
+            patch_m_per_px: resolution of the patch requested at this fix, metres per pixel:
+                tiles are prefetched at its zoom (unless a zoom is configured).
         """
         try:
             lat, lon = check_lat_lon(lat_deg, lon_deg)
@@ -214,6 +222,8 @@ class Prefetcher:
             vel = (ve, vn) if math.isfinite(ve) and math.isfinite(vn) else None
         with self._cond:
             self.counters["fixes"] += 1
+            if patch_m_per_px is not None and math.isfinite(patch_m_per_px) and patch_m_per_px > 0:
+                self._patch_m_per_px = float(patch_m_per_px)
             self._fix = (lat, lon, vel, time.monotonic())
             self._fix_generation += 1
             self._cond.notify()

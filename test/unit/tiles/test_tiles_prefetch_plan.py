@@ -85,3 +85,28 @@ def test_worker_fetches_the_plan_and_survives_bad_fixes(tmp_path: Path) -> None:
     assert st["errors"] == 2 and st["fetched"] == len(expected) and st["queue"] == 0
     pre.close()
     provider.close()
+
+
+def test_prefetch_follows_the_resolution_of_the_patches_read(tmp_path: Path) -> None:
+    """Adaptive matching reads patches finer than the configured resolution: the prefetcher
+    must fill the cache at the zoom those patches use, not the configured one."""
+    from cvgl_ros.tiles.patch import TilePatchSource
+
+    src = MarkerSource([], 18)
+    provider = TileProvider(src, TileCache(tmp_path / "c.mbtiles"))
+    pre = Prefetcher(
+        provider,
+        PrefetchConfig(prefetch_radius_m=30.0),
+        PatchConfig(patch_size_px=64, patch_m_per_px=0.5),
+        start=False,
+    )
+    patches = TilePatchSource(provider, PatchConfig(patch_size_px=64, patch_m_per_px=0.5), pre)
+    configured = pre.zoom_for(LAT)
+    patches.patch_at(LAT, LON, patch_size_px=64, patch_m_per_px=0.125)
+    assert pre.zoom_for(LAT) == patches.zoom_for(LAT, 0.125) == configured + 2
+    fixed = Prefetcher(provider, PrefetchConfig(zoom=15), PatchConfig(), start=False)
+    fixed.update_fix(LAT, LON, patch_m_per_px=0.125)
+    assert fixed.zoom_for(LAT) == 15
+    pre.close()
+    fixed.close()
+    provider.close()
