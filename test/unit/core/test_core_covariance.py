@@ -90,3 +90,55 @@ def test_nees_is_chi2_3_consistent() -> None:
     inside = float(np.mean(values < CHI2_3DOF_95))
     assert 0.93 <= inside <= 0.99, inside
     assert 1.8 <= float(np.mean(values)) <= 3.6
+
+
+def test_the_inlier_floor_is_where_the_calibration_holds() -> None:
+    """The drone preset's ``min_inliers: 8`` is the smallest inlier count at which the
+    published covariance stays consistent on simulated solves (>= ~95 % of the NEES inside the
+    chi-square(3) 95 % bound); with fewer inliers it is overconfident. The significance gate
+    (``max_log10_nfa``) decides above that floor, so gating follows the calibration instead of
+    a fixed count."""
+    from cvgl_ros.core.config import GatingConfig
+    from cvgl_ros.core.covariance import nees
+    from cvgl_ros.core.geodesy import wrap_angle_rad
+    from cvgl_ros.core.localizer import solve_patch_pose
+    from cvgl_ros.core.synthetic import make_problem
+
+    cfg = LocalizerConfig(
+        gating=GatingConfig(min_inliers=4, min_inlier_ratio=0.0, max_log10_nfa=math.inf)
+    )
+    rng = np.random.default_rng(0)
+    few: list[float] = []
+    enough: list[float] = []
+    for _ in range(3000):
+        p = make_problem(
+            rng,
+            int(rng.choice([8, 10, 12, 16])),
+            float(rng.uniform(0.0, 0.5)),
+            float(rng.uniform(0.2, 1.0)),
+            layout="nadir" if rng.random() < 0.5 else "forward",
+            scale=float(rng.choice([1.0, rng.uniform(0.5, 2.0)])),
+            range_noise_ratio=float(rng.choice([0.0, 0.02, 0.05])),
+        )
+        try:
+            sol = solve_patch_pose(
+                p.source, p.target, p.weights, cfg, np.zeros(2), np.eye(2) * 400
+            )
+        except Exception:  # degenerate draws: no pose, nothing to calibrate
+            continue
+        if not sol.gate.ok:
+            continue
+        m = sol.ransac.model
+        err = np.array(
+            [
+                *(m.translation_m - p.truth.translation_m),
+                wrap_angle_rad(m.yaw_rad - p.truth.yaw_rad),
+            ]
+        )
+        value = nees(err, sol.covariance.cov_en_yaw)
+        (enough if sol.ransac.num_inliers >= 8 else few).append(value)
+    enough_inside = float(np.mean(np.asarray(enough) <= CHI2_3DOF_95))
+    few_inside = float(np.mean(np.asarray(few) <= CHI2_3DOF_95))
+    assert len(enough) > 1000 and len(few) > 300
+    assert enough_inside >= 0.94, enough_inside
+    assert few_inside < enough_inside - 0.02, (few_inside, enough_inside)
