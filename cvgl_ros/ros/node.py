@@ -7,8 +7,9 @@ publishes. No geometry lives here.
 Topics (input names are parameters, relative to the namespace; remap as usual):
 
 - in: ``image_topic`` (``sensor_msgs/Image``, or ``<image_topic>/compressed`` with
-  ``image_transport: compressed``), ``camera_info_topic``, ``fix_topic`` (or gpsd),
-  ``imu_topic`` (with ``use_imu``); sensor-data QoS.
+  ``image_transport: compressed``; keep-last 1, reliability per ``image_qos``: by default
+  reliable when every publisher offers it, else best effort), ``camera_info_topic``,
+  ``fix_topic`` (or gpsd), ``imu_topic`` (with ``use_imu``); sensor-data QoS.
 - out: ``~/pose`` (``geometry_msgs/PoseWithCovarianceStamped``, frame ``map_frame``, stamped
   with the image stamp), ``~/fix`` (``sensor_msgs/NavSatFix``), ``/diagnostics``,
   ``~/debug/overlay`` (with ``publish_overlay``).
@@ -32,10 +33,17 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix
 
 from cvgl_ros.core.types import PoseStatus
@@ -71,6 +79,12 @@ _INPUT_FAULTS = frozenset(
         PoseStatus.ERROR.value,
     }
 )
+# How often ``image_qos: auto`` looks at the image publishers' QoS, seconds (a query of the
+# local discovery cache).
+_QOS_POLL_S = 0.25
+# IMU messages queued between executor turns: the pipeline buffers them for interpolation, so
+# dropping some in a burst would open gaps.
+_IMU_QUEUE_DEPTH = 50
 
 
 class StartupError(RuntimeError):
@@ -99,6 +113,12 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
                 IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value), step=0)
             ]
     return desc
+
+
+def _reliability_name(reliability: ReliabilityPolicy | None) -> str:
+    if reliability is None:
+        return "none (no publisher yet)"
+    return "reliable" if reliability == ReliabilityPolicy.RELIABLE else "best_effort"
 
 
 class CvglNode(Node):
@@ -138,6 +158,10 @@ class CvglNode(Node):
         self._pending_configs: NodeConfigs | None = None
 
         self._image_topic = ""
+        self._image_cls: Any = Image
+        self._image_sub: Any = None
+        self._image_reliability: ReliabilityPolicy | None = None
+        self._image_qos_incompatible = 0
         try:
             self._setup(components)
         except BaseException:
@@ -272,14 +296,19 @@ class CvglNode(Node):
     def _make_io(self, configs: NodeConfigs) -> None:
         s = configs.node
         sensor_qos = qos_profile_sensor_data
+        self._image_topic = self.resolve_topic_name(s.image_topic)
         if s.image_transport == "compressed":
-            self._image_topic = self.resolve_topic_name(s.image_topic) + const.COMPRESSED_SUFFIX
-            self.create_subscription(
-                CompressedImage, self._image_topic, self._on_image, sensor_qos
-            )
+            self._image_topic += const.COMPRESSED_SUFFIX
+            self._image_cls = CompressedImage
+        if s.image_qos == "auto":
+            self.create_timer(_QOS_POLL_S, self._follow_publisher_qos)
+            self._follow_publisher_qos()
         else:
-            self._image_topic = self.resolve_topic_name(s.image_topic)
-            self.create_subscription(Image, self._image_topic, self._on_image, sensor_qos)
+            self._subscribe_image(
+                ReliabilityPolicy.RELIABLE
+                if s.image_qos == "reliable"
+                else ReliabilityPolicy.BEST_EFFORT
+            )
         if s.camera_model == "pinhole":
             self.create_subscription(
                 CameraInfo, s.camera_info_topic, self._on_camera_info, sensor_qos
@@ -289,7 +318,13 @@ class CvglNode(Node):
         else:
             self._start_gpsd(configs)
         if s.use_imu:
-            self.create_subscription(Imu, s.imu_topic, self._on_imu, sensor_qos)
+            imu_qos = QoSProfile(
+                depth=_IMU_QUEUE_DEPTH,
+                history=HistoryPolicy.KEEP_LAST,
+                reliability=ReliabilityPolicy.BEST_EFFORT,
+                durability=DurabilityPolicy.VOLATILE,
+            )
+            self.create_subscription(Imu, s.imu_topic, self._on_imu, imu_qos)
         out_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._pose_pub = self.create_publisher(
             PoseWithCovarianceStamped, const.POSE_TOPIC, out_qos
@@ -300,6 +335,64 @@ class CvglNode(Node):
         self._diag_timer = self.create_timer(
             1.0 / s.diagnostics_rate_hz, self._publish_diagnostics
         )
+
+    @property
+    def image_reliability(self) -> ReliabilityPolicy | None:
+        """Reliability of the current image subscription (None: not subscribed yet)."""
+        return self._image_reliability
+
+    def _subscribe_image(self, reliability: ReliabilityPolicy) -> None:
+        """(Re-)create the image subscription with ``reliability``, keep-last 1.
+
+        Keep-last 1: the worker localizes only the newest image, so a deeper queue would only
+        hold stale frames.
+        """
+        qos = QoSProfile(
+            depth=1,
+            history=HistoryPolicy.KEEP_LAST,
+            reliability=reliability,
+            durability=DurabilityPolicy.VOLATILE,
+        )
+        if self._image_sub is not None:
+            self.destroy_subscription(self._image_sub)
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_image_qos_incompatible)
+        self._image_sub = self.create_subscription(
+            self._image_cls, self._image_topic, self._on_image, qos, event_callbacks=events
+        )
+        self._image_reliability = reliability
+        self.get_logger().info(
+            f"image subscription on '{self._image_topic}': {_reliability_name(reliability)}, "
+            "keep last 1"
+        )
+
+    def _follow_publisher_qos(self) -> None:
+        """``image_qos: auto``: reliable when every image publisher offers reliable.
+
+        A reliable subscription lets a reliable publisher resend the lost fragments of a
+        large image, but it does not match a best-effort publisher at all; so the choice
+        follows the publishers actually on the topic.
+        """
+        infos = self.get_publishers_info_by_topic(self._image_topic)
+        if not infos:
+            return  # keep the current subscription: a publisher may come back
+        offered = {info.qos_profile.reliability for info in infos}
+        wanted = (
+            ReliabilityPolicy.RELIABLE
+            if offered == {ReliabilityPolicy.RELIABLE}
+            else ReliabilityPolicy.BEST_EFFORT
+        )
+        if wanted != self._image_reliability:
+            self._subscribe_image(wanted)
+
+    def _on_image_qos_incompatible(self, info: Any) -> None:
+        self._image_qos_incompatible += 1
+        if self._image_qos_incompatible == 1:
+            self.get_logger().warning(
+                f"an image publisher on '{self._image_topic}' is incompatible with this "
+                f"node's {_reliability_name(self._image_reliability)} subscription (policy "
+                f"{getattr(info, 'last_policy_kind', '?')}): no image arrives from it; use "
+                "image_qos: auto or best_effort for best-effort publishers"
+            )
 
     def _start_gpsd(self, configs: NodeConfigs) -> None:
         from cvgl_ros.ros.gpsd_source import GpsdConfig, GpsdSource
@@ -413,6 +506,10 @@ class CvglNode(Node):
         last_status = snap["last_status"]
         if not math.isfinite(since_image_s):
             level, message = const.DIAG_WARN, f"waiting for images on {self._image_topic}"
+            if self._image_reliability is None:
+                message += " (no publisher yet)"
+            elif self._image_qos_incompatible:
+                message += " (a publisher's QoS is incompatible: see image_qos)"
         elif last_status == PoseStatus.OK.value or since_pose_s <= s.no_pose_warn_s:
             level, message = const.DIAG_OK, f"localizing ({ok} poses)"
             if last_status and last_status != PoseStatus.OK.value:
@@ -424,6 +521,10 @@ class CvglNode(Node):
         if since_image_s > max(s.no_pose_warn_s, 5.0) and math.isfinite(since_image_s):
             level = max(level, const.DIAG_WARN)
             message = f"no image for {since_image_s:.1f} s; " + message
+        attitude = snap["last_attitude_source"]
+        if attitude.startswith("static_mount:"):
+            level = max(level, const.DIAG_WARN)
+            message += f"; IMU unusable ({attitude.split(':', 1)[1]}): static mount"
 
         values: dict[str, object] = {
             "images_in": images,
@@ -438,6 +539,10 @@ class CvglNode(Node):
             "inliers_mean": snap["inliers_mean"],
             "inlier_ratio_mean": snap["inlier_ratio_mean"],
             "camera_info_received": self._pipeline.has_camera,
+            "image_qos": _reliability_name(self._image_reliability),
+            "image_qos_incompatible": self._image_qos_incompatible,
+            "images_out_of_order": snap["images_out_of_order"],
+            "last_attitude_source": attitude or "none",
             "ransac_implementation": snap["ransac_implementation"],
             "uptime_s": now - self._start_wall_s,
         }
@@ -448,6 +553,8 @@ class CvglNode(Node):
             values[f"failures.{status}"] = count
         for reason, count in sorted(snap["skipped"].items()):
             values[f"skipped.{reason}"] = count
+        for reason, count in sorted(snap["attitude_fallbacks"].items()):
+            values[f"imu_fallback.{reason}"] = count
         origin = self._pipeline.localizer.map_origin
         if origin is not None:
             values["map_origin"] = f"{origin.origin_lat_deg:.7f},{origin.origin_lon_deg:.7f}"

@@ -71,7 +71,23 @@ class NodeSettings:
             ``compressed`` the node subscribes to ``<image_topic>/compressed``.
         image_transport: ``raw`` (sensor_msgs/Image) or ``compressed``
             (sensor_msgs/CompressedImage, JPEG/PNG).
+        image_qos: reliability of the image subscription: ``auto`` (reliable when every
+            publisher of the topic offers reliable, so that lost fragments of large images are
+            resent; best effort as soon as one publisher is best effort; subscribes once a
+            publisher is seen and follows changes), ``best_effort`` (matches every publisher;
+            a lost fragment loses the image) or ``reliable`` (does not match best-effort
+            publishers: no image arrives from them, counted as ``image_qos_incompatible``).
+            Keep-last 1 in every case: only the newest image is localized.
         camera_info_topic: ``sensor_msgs/CameraInfo`` topic of the camera.
+        camera_info_allow_resize: accept images whose size differs from their CameraInfo's
+            (after binning/ROI) by one factor in x and y, scaling the intrinsics (a stream
+            resized downstream of an unchanged CameraInfo). Off: such images are refused with
+            ``camera_info:size_mismatch``, since the factor as likely means a CameraInfo for
+            another resolution.
+        max_principal_point_offset_fraction: a CameraInfo whose principal point lies farther
+            from the centre of its declared image than this fraction of the width (height) is
+            refused (``camera_info:principal_point``): its K was written for another image
+            size. 0.5 only requires the principal point inside the image.
         camera_model: ``pinhole`` (intrinsics from CameraInfo) or ``equirectangular`` (360
             panorama; no CameraInfo needed).
         camera_mount: ``nadir`` (optical axis down, image top = body forward) or ``forward``
@@ -97,8 +113,22 @@ class NodeSettings:
         imu_topic: ``sensor_msgs/Imu`` topic.
         use_imu_yaw: also use the IMU yaw (REP-145 ENU orientation) as a yaw prior.
         imu_yaw_sigma_rad: yaw prior standard deviation when the IMU reports none, radians.
-        max_imu_age_s: IMU orientation older than this (vs the image) falls back to the static
+        max_imu_age_s: the orientation at an image stamp is interpolated (slerp) between the
+            IMU samples just before and just after it, each of which must lie within this of
+            the stamp, seconds; otherwise the frame falls back to the static mount with
+            ``static_attitude_sigma_rad``.
+        imu_max_extrapolation_s: an image stamp up to this far beyond the newest (or before
+            the oldest) IMU sample uses that sample; farther, the IMU does not bracket the
+            image (late, missing or out-of-order data) and the frame falls back to the static
             mount, seconds.
+        imu_buffer_size: IMU samples kept for interpolation to image stamps (400 = 2 s at
+            200 Hz).
+        static_attitude_sigma_rad: roll/pitch uncertainty of the static mount, radians: with
+            ``use_imu`` on, a frame without a usable IMU orientation (missing, late, not
+            bracketing the image stamp) gets this as its ``covariance.attitude_sigma_rad``
+            (when larger), so that the covariance covers the unknown tilt, and is counted in
+            ``/diagnostics`` as ``imu_fallback.<reason>``. Set it to the platform's typical
+            tilt (a multirotor in cruise: 0.05-0.15; a gimbal-stabilised camera: 0.02).
         map_frame: frame of ``~/pose`` (ENU).
         map_origin_lat_deg: latitude of the map frame origin, degrees; NaN = the first good
             fix (logged once).
@@ -114,7 +144,10 @@ class NodeSettings:
 
     image_topic: str = const.DEFAULT_IMAGE_TOPIC
     image_transport: Literal["raw", "compressed"] = "raw"
+    image_qos: Literal["auto", "best_effort", "reliable"] = "auto"
     camera_info_topic: str = const.DEFAULT_CAMERA_INFO_TOPIC
+    camera_info_allow_resize: bool = False
+    max_principal_point_offset_fraction: float = 0.2
     camera_model: Literal["pinhole", "equirectangular"] = "pinhole"
     camera_mount: Literal["nadir", "forward"] = "nadir"
     camera_roll_rad: float = 0.0
@@ -135,6 +168,9 @@ class NodeSettings:
     use_imu_yaw: bool = False
     imu_yaw_sigma_rad: float = 0.3
     max_imu_age_s: float = 0.5
+    imu_max_extrapolation_s: float = 0.02
+    imu_buffer_size: int = 400
+    static_attitude_sigma_rad: float = 0.05
     map_frame: str = const.DEFAULT_MAP_FRAME
     map_origin_lat_deg: float = math.nan
     map_origin_lon_deg: float = math.nan
@@ -170,6 +206,17 @@ class NodeSettings:
             raise ValueError(f"gpsd_port must be in [1, 65535], got {self.gpsd_port}")
         if self.fix_buffer_size < 2:
             raise ValueError(f"fix_buffer_size must be >= 2, got {self.fix_buffer_size}")
+        if self.imu_buffer_size < 2:
+            raise ValueError(f"imu_buffer_size must be >= 2, got {self.imu_buffer_size}")
+        for name in ("imu_max_extrapolation_s", "static_attitude_sigma_rad"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0.0):
+                raise ValueError(f"{name} must be >= 0, got {v}")
+        if not 0.0 < self.max_principal_point_offset_fraction <= 0.5:
+            raise ValueError(
+                "max_principal_point_offset_fraction must be in (0, 0.5], got "
+                f"{self.max_principal_point_offset_fraction}"
+            )
         lat, lon = self.map_origin_lat_deg, self.map_origin_lon_deg
         if math.isnan(lat) != math.isnan(lon):
             raise ValueError("map_origin_lat_deg and map_origin_lon_deg must be set together")
@@ -177,6 +224,7 @@ class NodeSettings:
             raise ValueError(f"map_origin_lat_deg/lon_deg out of range: ({lat}, {lon})")
         for name, choices in (
             ("image_transport", ("raw", "compressed")),
+            ("image_qos", ("auto", "best_effort", "reliable")),
             ("camera_model", ("pinhole", "equirectangular")),
             ("camera_mount", ("nadir", "forward")),
             ("gnss_source", ("topic", "gpsd")),
@@ -250,6 +298,10 @@ _RUNTIME_NODE_SETTINGS = frozenset(
         "use_imu_yaw",
         "imu_yaw_sigma_rad",
         "max_imu_age_s",
+        "imu_max_extrapolation_s",
+        "static_attitude_sigma_rad",
+        "camera_info_allow_resize",
+        "max_principal_point_offset_fraction",
         "publish_overlay",
         "no_pose_warn_s",
     }
@@ -269,6 +321,10 @@ _RANGES: dict[str, tuple[float, float]] = {
     "fix_buffer_size": (2, 10000),
     "imu_yaw_sigma_rad": (0.001, 10.0),
     "max_imu_age_s": (0.001, 60.0),
+    "imu_max_extrapolation_s": (0.0, 1.0),
+    "imu_buffer_size": (2, 100000),
+    "static_attitude_sigma_rad": (0.0, 1.5),
+    "max_principal_point_offset_fraction": (0.01, 0.5),
     "diagnostics_rate_hz": (0.1, 100.0),
     "no_pose_warn_s": (0.1, 3600.0),
     "lifting.max_depth_m": (0.01, 100000.0),
