@@ -51,3 +51,16 @@ class ParameterError(RosAdapterError, ValueError):
     def __init__(self, name: str, message: str) -> None:
         super().__init__(f"parameter '{name}': {message}")
         self.name = name
+
+
+class ParameterFileError(ParameterError):
+    """A parameter file is unreadable, not YAML, or not shaped like a ROS parameter file.
+
+    Args:
+        path: the file.
+        message: what is wrong with it.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        super(ParameterError, self).__init__(f"parameter file '{path}': {message}")
+        self.name = path

@@ -640,7 +640,12 @@ def main(args: Sequence[str] | None = None) -> int:
     Returns:
         Process exit code: 0 on a clean shutdown, 1 when the node could not start.
     """
-    rclpy.init(args=list(args) if args is not None else None)
+    try:
+        rclpy.init(args=list(args) if args is not None else None)
+    except Exception as exc:  # RCLError: unparseable --ros-args or parameter file
+        detail = " ".join(str(exc).split("\n")[0].split())
+        rclpy.logging.get_logger(const.NODE_NAME).fatal(f"cannot start: {detail}")
+        return 1
     node: CvglNode | None = None
     try:
         # The executor exists before the node logs "ready": a Ctrl-C right after that must not

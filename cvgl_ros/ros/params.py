@@ -56,7 +56,7 @@ from cvgl_ros.core.config import (
 )
 from cvgl_ros.models.config import DepthConfig, MatcherConfig
 from cvgl_ros.ros import constants as const
-from cvgl_ros.ros.errors import ParameterError
+from cvgl_ros.ros.errors import ParameterError, ParameterFileError
 from cvgl_ros.tiles.config import CacheConfig, PatchConfig, PrefetchConfig, TileSourceConfig
 
 ParamKind = Literal["bool", "int", "float", "str", "int_array", "float_array", "str_array"]
@@ -755,6 +755,46 @@ def _node_keys(node_name: str) -> tuple[str, ...]:
     return ("/**", "**", f"/**/{bare}", node_name, f"/{node_name.strip('/')}", bare, f"/{bare}")
 
 
+def read_params_file(path: str | Path) -> Mapping[str, Any]:
+    """Parse a ROS 2 parameter YAML and check its shape (``NODE: ros__parameters: {...}``).
+
+    Returns:
+        The parsed top-level mapping.
+
+    Raises:
+        ParameterFileError: the file is missing or unreadable, is not valid YAML (the message
+            names the line and column), or is not shaped like a ROS parameter file.
+    """
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParameterFileError(str(path), f"cannot be read: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParameterFileError(str(path), f"is not valid YAML{where}: {problem}") from exc
+    if not isinstance(data, Mapping):
+        raise ParameterFileError(str(path), "is not a ROS parameter file (top level is not a map)")
+    if not _holds_ros_parameters(data):
+        raise ParameterFileError(
+            str(path), "is not a ROS parameter file (no 'NODE: ros__parameters:' map in it)"
+        )
+    return data
+
+
+def _holds_ros_parameters(tree: Mapping[str, Any]) -> bool:
+    """True when some (namespace-nested) entry of a parameter YAML is ``ros__parameters: {}``."""
+    for key, body in tree.items():
+        if not isinstance(body, Mapping):
+            continue
+        if key == "ros__parameters" or _holds_ros_parameters(body):
+            return True
+    return False
+
+
 def load_params_file(path: str | Path, node_name: str = const.NODE_NAME) -> dict[str, Any]:
     """Read the ``ros__parameters`` of ``node_name`` (and of ``/**``) from a parameter YAML.
 
@@ -762,12 +802,10 @@ def load_params_file(path: str | Path, node_name: str = const.NODE_NAME) -> dict
         Flat dotted ``name -> value`` mapping, wildcard entries first, then the node's own.
 
     Raises:
-        ParameterError: the file is not a ROS parameter file or has no entry for the node.
-        OSError: the file cannot be read.
+        ParameterError: the file is unreadable, not valid YAML, not a ROS parameter file or
+            has no entry for the node.
     """
-    data = yaml.safe_load(Path(path).read_text())
-    if not isinstance(data, Mapping):
-        raise ParameterError(str(path), "is not a ROS parameter file (top level is not a map)")
+    data = read_params_file(path)
     values: dict[str, Any] = {}
     found = False
     for key in _node_keys(node_name):
@@ -776,7 +814,7 @@ def load_params_file(path: str | Path, node_name: str = const.NODE_NAME) -> dict
             values.update(flatten(body["ros__parameters"]))
             found = True
     if not found:
-        raise ParameterError(
+        raise ParameterFileError(
             str(path), f"has no '{node_name}: ros__parameters:' (keys: {sorted(map(str, data))})"
         )
     return values

@@ -875,10 +875,13 @@ def build_patches(configs: NodeConfigs) -> Any:
     """The patch source the configuration describes.
 
     Raises:
-        cvgl_ros.ros.errors.ParameterError: ``tiles.source`` is empty.
+        cvgl_ros.ros.errors.ParameterError: ``tiles.source`` is empty or names a map that
+            cannot be opened, or ``tile_cache_path`` a file that is not a usable tile cache
+            (the message names the parameter, the file and the reason).
     """
     from cvgl_ros.ros.errors import ParameterError
     from cvgl_ros.tiles import build_patch_source
+    from cvgl_ros.tiles.errors import CacheError
 
     if configs.tiles is None:
         raise ParameterError(
@@ -886,11 +889,21 @@ def build_patches(configs: NodeConfigs) -> Any:
             "no map configured: set a GeoTIFF path, an .mbtiles file, an XYZ URL template or "
             "wms:URL",
         )
-    return build_patch_source(
-        configs.tiles,
-        configs.node.tile_cache_path or None,
-        configs.patch,
-        offline=configs.node.offline,
-        cache_config=configs.cache,
-        prefetch_config=configs.prefetch,
-    )
+    try:
+        return build_patch_source(
+            configs.tiles,
+            configs.node.tile_cache_path or None,
+            configs.patch,
+            offline=configs.node.offline,
+            cache_config=configs.cache,
+            prefetch_config=configs.prefetch,
+        )
+    except CacheError as exc:
+        raise ParameterError("tile_cache_path", f"unusable tile cache: {exc}") from exc
+    except (ImportError, MemoryError):
+        raise
+    except Exception as exc:  # rasterio, sqlite3 and OS errors of a bad map file
+        raise ParameterError(
+            "tiles.source",
+            f"cannot open the map '{configs.tiles.source}': {type(exc).__name__}: {exc}",
+        ) from exc
