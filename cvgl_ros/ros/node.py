@@ -7,8 +7,8 @@ publishes. No geometry lives here.
 Topics (input names are parameters, relative to the namespace; remap as usual):
 
 - in: ``image_topic`` (``sensor_msgs/Image``, or ``<image_topic>/compressed`` with
-  ``image_transport: compressed``; keep-last 1, reliability per ``image_qos``: by default
-  reliable when every publisher offers it, else best effort), ``camera_info_topic``,
+  ``image_transport: compressed``; keep-last 5, reliability per ``image_qos``: by default
+  reliable while every publisher offers it, else best effort), ``camera_info_topic``,
   ``fix_topic`` (or gpsd), ``imu_topic`` (with ``use_imu``); sensor-data QoS.
 - out: ``~/pose`` (``geometry_msgs/PoseWithCovarianceStamped``, frame ``map_frame``, stamped
   with the image stamp), ``~/fix`` (``sensor_msgs/NavSatFix``), ``/diagnostics``,
@@ -82,6 +82,10 @@ _INPUT_FAULTS = frozenset(
 # How often ``image_qos: auto`` looks at the image publishers' QoS, seconds (a query of the
 # local discovery cache).
 _QOS_POLL_S = 0.25
+# Images queued between executor turns: the callback only moves the newest into the worker's
+# one-slot buffer, counting what it replaces (``images_dropped``); a DDS queue of one would
+# drop the same frames silently.
+_IMAGE_QUEUE_DEPTH = 5
 # IMU messages queued between executor turns: the pipeline buffers them for interpolation, so
 # dropping some in a burst would open gaps.
 _IMU_QUEUE_DEPTH = 50
@@ -115,9 +119,7 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return desc
 
 
-def _reliability_name(reliability: ReliabilityPolicy | None) -> str:
-    if reliability is None:
-        return "none (no publisher yet)"
+def _reliability_name(reliability: ReliabilityPolicy) -> str:
     return "reliable" if reliability == ReliabilityPolicy.RELIABLE else "best_effort"
 
 
@@ -160,7 +162,7 @@ class CvglNode(Node):
         self._image_topic = ""
         self._image_cls: Any = Image
         self._image_sub: Any = None
-        self._image_reliability: ReliabilityPolicy | None = None
+        self._image_reliability = ReliabilityPolicy.BEST_EFFORT
         self._image_qos_incompatible = 0
         try:
             self._setup(components)
@@ -300,15 +302,15 @@ class CvglNode(Node):
         if s.image_transport == "compressed":
             self._image_topic += const.COMPRESSED_SUFFIX
             self._image_cls = CompressedImage
+        # auto starts best effort (matches any publisher, visible to introspection at once)
+        # and follows the publishers from then on.
+        self._subscribe_image(
+            ReliabilityPolicy.RELIABLE
+            if s.image_qos == "reliable"
+            else ReliabilityPolicy.BEST_EFFORT
+        )
         if s.image_qos == "auto":
             self.create_timer(_QOS_POLL_S, self._follow_publisher_qos)
-            self._follow_publisher_qos()
-        else:
-            self._subscribe_image(
-                ReliabilityPolicy.RELIABLE
-                if s.image_qos == "reliable"
-                else ReliabilityPolicy.BEST_EFFORT
-            )
         if s.camera_model == "pinhole":
             self.create_subscription(
                 CameraInfo, s.camera_info_topic, self._on_camera_info, sensor_qos
@@ -337,32 +339,35 @@ class CvglNode(Node):
         )
 
     @property
-    def image_reliability(self) -> ReliabilityPolicy | None:
-        """Reliability of the current image subscription (None: not subscribed yet)."""
+    def image_reliability(self) -> ReliabilityPolicy:
+        """Reliability of the current image subscription."""
         return self._image_reliability
 
     def _subscribe_image(self, reliability: ReliabilityPolicy) -> None:
-        """(Re-)create the image subscription with ``reliability``, keep-last 1.
+        """(Re-)create the image subscription with ``reliability`` (keep last 5, volatile).
 
-        Keep-last 1: the worker localizes only the newest image, so a deeper queue would only
-        hold stale frames.
+        The new subscription exists before the old one goes, and both callbacks run on the
+        executor thread that runs this, so no callback overlaps; images in flight during the
+        switch (a one-off when the first publisher is discovered) may be lost.
         """
         qos = QoSProfile(
-            depth=1,
+            depth=_IMAGE_QUEUE_DEPTH,
             history=HistoryPolicy.KEEP_LAST,
             reliability=reliability,
             durability=DurabilityPolicy.VOLATILE,
         )
-        if self._image_sub is not None:
-            self.destroy_subscription(self._image_sub)
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_image_qos_incompatible)
-        self._image_sub = self.create_subscription(
-            self._image_cls, self._image_topic, self._on_image, qos, event_callbacks=events
+        old, self._image_sub = (
+            self._image_sub,
+            self.create_subscription(
+                self._image_cls, self._image_topic, self._on_image, qos, event_callbacks=events
+            ),
         )
+        if old is not None:
+            self.destroy_subscription(old)
         self._image_reliability = reliability
         self.get_logger().info(
-            f"image subscription on '{self._image_topic}': {_reliability_name(reliability)}, "
-            "keep last 1"
+            f"image subscription on '{self._image_topic}': {_reliability_name(reliability)}"
         )
 
     def _follow_publisher_qos(self) -> None:
@@ -506,9 +511,7 @@ class CvglNode(Node):
         last_status = snap["last_status"]
         if not math.isfinite(since_image_s):
             level, message = const.DIAG_WARN, f"waiting for images on {self._image_topic}"
-            if self._image_reliability is None:
-                message += " (no publisher yet)"
-            elif self._image_qos_incompatible:
+            if self._image_qos_incompatible:
                 message += " (a publisher's QoS is incompatible: see image_qos)"
         elif last_status == PoseStatus.OK.value or since_pose_s <= s.no_pose_warn_s:
             level, message = const.DIAG_OK, f"localizing ({ok} poses)"

@@ -71,13 +71,12 @@ class NodeSettings:
             ``compressed`` the node subscribes to ``<image_topic>/compressed``.
         image_transport: ``raw`` (sensor_msgs/Image) or ``compressed``
             (sensor_msgs/CompressedImage, JPEG/PNG).
-        image_qos: reliability of the image subscription: ``auto`` (reliable when every
-            publisher of the topic offers reliable, so that lost fragments of large images are
-            resent; best effort as soon as one publisher is best effort; subscribes once a
-            publisher is seen and follows changes), ``best_effort`` (matches every publisher;
-            a lost fragment loses the image) or ``reliable`` (does not match best-effort
-            publishers: no image arrives from them, counted as ``image_qos_incompatible``).
-            Keep-last 1 in every case: only the newest image is localized.
+        image_qos: reliability of the image subscription: ``auto`` (starts best effort, then
+            reliable while every publisher of the topic offers reliable, so that lost fragments
+            of large images are resent; best effort again as soon as a best-effort publisher
+            appears), ``best_effort`` (matches every publisher; a lost fragment loses the
+            image) or ``reliable`` (does not match best-effort publishers: no image arrives
+            from them, counted as ``image_qos_incompatible``). Keep-last 5, volatile.
         camera_info_topic: ``sensor_msgs/CameraInfo`` topic of the camera.
         camera_info_allow_resize: accept images whose size differs from their CameraInfo's
             (after binning/ROI) by one factor in x and y, scaling the intrinsics (a stream

@@ -739,7 +739,11 @@ def replay_through_node(
     from cvgl_ros.ros.node import CvglNode, StartupError
     from cvgl_ros.ros.params import configs_from_params, merged_values
 
-    values = merged_values(config, [*overrides, "diagnostics_rate_hz:=50.0"])
+    # The player's publishers are reliable: a reliable subscription from the start, so that
+    # no switch of image_qos auto can lose a lock-stepped image (--set image_qos:=... wins).
+    values = merged_values(
+        config, ["image_qos:=reliable", *overrides, "diagnostics_rate_hz:=50.0"]
+    )
     configs = configs_from_params(values)  # fail early with the parameter's name
     settings = configs.node
     params = [

@@ -3,8 +3,8 @@ IMU-fallback counters in /diagnostics, with real rclpy nodes on loopback.
 
 A reliable subscription does not match a best-effort publisher at all, and a best-effort one
 lets a reliable publisher's lost fragments go unrepaired; ``image_qos: auto`` (the default)
-follows the publishers on the topic. Components are test doubles: these tests are about
-message delivery, not localization.
+starts best effort and follows the publishers on the topic. Components are test doubles:
+these tests are about message delivery, not localization.
 """
 
 from __future__ import annotations
@@ -133,7 +133,9 @@ def test_auto_qos_follows_best_effort_then_reliable_publishers(
     make_rig: Callable[..., Rig],
 ) -> None:
     rig = make_rig()
-    assert rig.node.image_reliability is None  # no publisher yet: nothing to match
+    # Subscribed at once (visible to introspection), best effort: matches any publisher.
+    assert rig.node.image_reliability == ReliabilityPolicy.BEST_EFFORT
+    assert rig.spin_until(lambda: rig.node_subscription_reliability() is not None)
     best_effort = rig.publisher(ReliabilityPolicy.BEST_EFFORT)
     assert rig.spin_until(lambda: rig.images_in() > 0, every=best_effort)
     assert rig.node.image_reliability == ReliabilityPolicy.BEST_EFFORT
