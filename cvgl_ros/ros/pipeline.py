@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -86,13 +86,7 @@ class FixBuffer:
 
     def add(self, prior: GnssPrior) -> None:
         """Insert a fix in stamp order (a fix with an existing stamp replaces it)."""
-        i = bisect.bisect_left(self._fixes, prior.stamp_s, key=operator.attrgetter("stamp_s"))
-        if i < len(self._fixes) and self._fixes[i].stamp_s == prior.stamp_s:
-            self._fixes[i] = prior
-        else:
-            self._fixes.insert(i, prior)
-        if len(self._fixes) > self._capacity:
-            del self._fixes[0]
+        _insert_by_stamp(self._fixes, prior, self._capacity)
 
     def add_or_restart(self, prior: GnssPrior) -> None:
         """:meth:`add`, first forgetting every fix when the clock jumped back.
@@ -146,6 +140,21 @@ class FixBuffer:
             stamp_s=stamp_s,
             alt_m=nearest_fix.alt_m,
         )
+
+
+_Stamped = TypeVar("_Stamped", GnssPrior, "ImuSample")
+
+
+def _insert_by_stamp(items: list[_Stamped], item: _Stamped, capacity: int) -> None:
+    """Insert ``item`` into ``items`` (sorted by ``stamp_s``), replacing one with its stamp and
+    dropping the oldest beyond ``capacity``."""
+    i = bisect.bisect_left(items, item.stamp_s, key=operator.attrgetter("stamp_s"))
+    if i < len(items) and items[i].stamp_s == item.stamp_s:
+        items[i] = item
+    else:
+        items.insert(i, item)
+    if len(items) > capacity:
+        del items[0]
 
 
 def _blend(f0: GnssPrior, f1: GnssPrior, w: float, cov: FloatArray, stamp_s: float) -> GnssPrior:
@@ -230,13 +239,7 @@ class ImuBuffer:
         samples = self._samples
         if samples and sample.stamp_s < samples[-1].stamp_s - _CLOCK_JUMP_BACK_S:
             samples.clear()
-        i = bisect.bisect_left(samples, sample.stamp_s, key=operator.attrgetter("stamp_s"))
-        if i < len(samples) and samples[i].stamp_s == sample.stamp_s:
-            samples[i] = sample
-        else:
-            samples.insert(i, sample)
-        if len(samples) > self._capacity:
-            del samples[0]
+        _insert_by_stamp(samples, sample, self._capacity)
 
     def sample_at(self, stamp_s: float, max_age_s: float, max_extrapolation_s: float) -> ImuSample:
         """The orientation at ``stamp_s`` (interpolated between the samples around it).
