@@ -504,6 +504,7 @@ class Localizer:
         stamp_s: float,
         yaw_prior_rad: float | None = None,
         yaw_prior_sigma_rad: float | None = None,
+        attitude_sigma_rad: float | None = None,
     ) -> PoseEstimate:
         """Estimate the camera pose; never raises on bad data.
 
@@ -515,6 +516,9 @@ class Localizer:
             stamp_s: image stamp, seconds.
             yaw_prior_rad: ENU yaw prior of body +x (IMU/compass), radians, or None.
             yaw_prior_sigma_rad: its standard deviation, radians (default 10 degrees).
+            attitude_sigma_rad: roll/pitch uncertainty of ``gravity_from_camera`` for this
+                frame, radians, replacing ``config.covariance.attitude_sigma_rad`` (e.g. a
+                static mount used because the IMU was missing); None keeps the config's.
 
         Returns:
             The estimate; ``status`` says whether it may be published and ``reasons`` why not.
@@ -534,6 +538,7 @@ class Localizer:
                 timings,
                 dbg,
                 t_start,
+                attitude_sigma_rad,
             )
         except _StageError as f:
             status, reasons = f.status, (f.reason,)
@@ -568,8 +573,17 @@ class Localizer:
         timings: dict[str, float],
         dbg: dict[str, object],
         t_start: float,
+        attitude_sigma_rad: float | None = None,
     ) -> PoseEstimate:
         cfg = self.config
+        if attitude_sigma_rad is not None:
+            try:
+                frame_cov = dataclasses.replace(
+                    cfg.covariance, attitude_sigma_rad=attitude_sigma_rad
+                )
+            except (TypeError, ValueError) as exc:
+                raise _StageError(PoseStatus.ERROR, f"attitude_sigma_rad: {exc}") from exc
+            cfg = dataclasses.replace(cfg, covariance=frame_cov)
         if not math.isfinite(stamp_s):
             raise _StageError(PoseStatus.ERROR, f"image stamp is not finite: {stamp_s}")
         if not isinstance(prior, GnssPrior):

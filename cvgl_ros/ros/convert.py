@@ -153,6 +153,12 @@ def image_to_rgb(msg: Any) -> UInt8Array:
     Handles 8-bit mono/RGB/BGR(A), 16-bit mono/colour (percentile-stretched), Bayer and YUV 4:2:2
     encodings, row padding (``step``) and big-endian 16-bit data.
 
+    The layout must agree with the encoding exactly: ``step // width`` is the encoding's bytes
+    per pixel (row padding, which only aligns rows, stays below one byte per pixel) and
+    ``data`` holds exactly ``step * height`` bytes. Bytes of another layout under a wrong label
+    (rgb8 data labelled 16UC1, with a ``step`` that makes the size fit) would otherwise decode
+    into a plausible-looking but geometrically wrong image.
+
     Args:
         msg: an Image-shaped message (``height``, ``width``, ``encoding``, ``is_bigendian``,
             ``step``, ``data``).
@@ -161,8 +167,9 @@ def image_to_rgb(msg: Any) -> UInt8Array:
         (H, W, 3) uint8 RGB, C-contiguous.
 
     Raises:
-        ImageConversionError: ``reason`` ``unsupported_encoding``, ``bad_size`` or
-            ``truncated``.
+        ImageConversionError: ``reason`` ``unsupported_encoding``, ``bad_size``,
+            ``encoding_mismatch`` (``step`` / ``width`` is not the encoding's bytes per pixel),
+            ``truncated`` (fewer than ``step * height`` bytes) or ``data_size_mismatch`` (more).
     """
     encoding = str(msg.encoding)
     spec = _RAW_ENCODINGS.get(encoding) or _RAW_ENCODINGS.get(encoding.lower())
@@ -182,10 +189,32 @@ def image_to_rgb(msg: Any) -> UInt8Array:
         raise ImageConversionError(
             "bad_size", f"image step {step} B is less than width x pixel size = {row_bytes} B"
         )
+    pixel_bytes = channels * itemsize
+    if step // width != pixel_bytes:
+        raise ImageConversionError(
+            "encoding_mismatch",
+            f"image step {step} B for {width} px is {step / width:.2f} B per pixel, but "
+            f"'{encoding}' has {pixel_bytes} B per pixel (row padding must stay below one byte "
+            "per pixel): the encoding, width or step is wrong",
+        )
+    if channels == 2 and width % 2:
+        raise ImageConversionError(
+            "bad_size", f"YUV 4:2:2 ('{encoding}') needs an even width, got {width} px"
+        )
+    if encoding.lower().startswith("bayer") and min(width, height) < 2:
+        raise ImageConversionError(
+            "bad_size", f"a Bayer image needs at least 2x2 pixels, got {width}x{height}"
+        )
     buf = _as_uint8_buffer(msg.data)
     if buf.size < step * height:
         raise ImageConversionError(
             "truncated", f"image data has {buf.size} B, expected step x height = {step * height} B"
+        )
+    if buf.size > step * height:
+        raise ImageConversionError(
+            "data_size_mismatch",
+            f"image data has {buf.size} B, more than step x height = {step * height} B: the "
+            "height, step or encoding is wrong",
         )
     rows = buf[: step * height].reshape(height, step)[:, :row_bytes]
     if channels == 2:
@@ -248,18 +277,32 @@ def _field(msg: Any, *names: str) -> Any:
     raise CameraInfoError("missing_field", f"CameraInfo has none of the fields {names}")
 
 
-def camera_from_camera_info(msg: Any) -> PinholeCamera:
+def camera_from_camera_info(
+    msg: Any, max_principal_point_offset_fraction: float = 0.5
+) -> PinholeCamera:
     """``sensor_msgs/CameraInfo`` -> the core's pinhole camera of the images it describes.
 
     Binning and a region of interest are applied, so the returned intrinsics describe the
     published (binned, cropped) image.
 
+    ``K`` must describe the calibrated ``width`` x ``height`` (REP-104: the full sensor, before
+    binning and ROI): finite positive focal lengths and a principal point inside that image,
+    no farther from its centre than ``max_principal_point_offset_fraction`` of its width
+    (height). Real lenses put the principal point within a few per cent of the centre; a ``K``
+    written for another resolution than the one declared (a K for 640x480 in a CameraInfo that
+    says 1920x1440, or the reverse) puts it far off-centre or outside, and would lift every
+    point wrongly without any other sign.
+
     Args:
         msg: CameraInfo-shaped message (``width``, ``height``, ``k``/``K``, ``d``/``D``,
             ``distortion_model``, optional ``binning_x/y`` and ``roi``).
+        max_principal_point_offset_fraction: largest offset of the principal point from the
+            image centre, as a fraction of the width (x) and height (y); 0.5 only requires it
+            to lie inside the image.
 
     Raises:
-        CameraInfoError: ``reason`` ``uncalibrated`` (zero focal length) or ``invalid``.
+        CameraInfoError: ``reason`` ``uncalibrated`` (zero focal length), ``principal_point``
+            (outside the image or too far off-centre) or ``invalid``.
     """
     from cvgl_ros.core.camera import PinholeCamera
 
@@ -274,6 +317,16 @@ def camera_from_camera_info(msg: Any) -> PinholeCamera:
     if width <= 0 or height <= 0:
         raise CameraInfoError("invalid", f"CameraInfo has size {width}x{height}")
     fx, fy, cx, cy = k[0], k[4], k[2], k[5]
+    limit = min(0.5, float(max_principal_point_offset_fraction))
+    off_x = abs(cx - 0.5 * (width - 1)) / width
+    off_y = abs(cy - 0.5 * (height - 1)) / height
+    if off_x > limit or off_y > limit:
+        raise CameraInfoError(
+            "principal_point",
+            f"CameraInfo principal point ({cx:.1f}, {cy:.1f}) px is {100 * off_x:.0f} % / "
+            f"{100 * off_y:.0f} % of the image off the centre of the declared {width}x{height} "
+            f"(at most {100 * limit:.0f} %): K and width/height describe different image sizes",
+        )
     roi: Any = getattr(msg, "roi", None)
     roi_size = (int(roi.width), int(roi.height)) if roi is not None else (0, 0)
     if min(roi_size) > 0 and roi_size != (width, height):
@@ -298,16 +351,39 @@ def camera_from_camera_info(msg: Any) -> PinholeCamera:
         ) from exc
 
 
-def camera_for_image(camera: PinholeCamera, width_px: int, height_px: int) -> PinholeCamera:
-    """Adapt a camera to an image of another size with the same aspect (a resized stream).
+def camera_for_image(
+    camera: PinholeCamera, width_px: int, height_px: int, allow_resize: bool = False
+) -> PinholeCamera:
+    """The camera of an image: ``camera`` itself when the sizes agree.
+
+    A CameraInfo describes the image it is published with (binning and ROI are applied by
+    :func:`camera_from_camera_info`), so by default any other image size is refused: an
+    unexplained factor between the two is as likely a CameraInfo for another resolution as a
+    resized stream, and guessing wrong lifts every point wrongly. With ``allow_resize`` (a
+    stream known to be resized downstream of an unchanged CameraInfo) the intrinsics are
+    scaled when the aspect ratios agree.
+
+    Args:
+        camera: the CameraInfo's camera.
+        width_px: image width, pixels.
+        height_px: image height, pixels.
+        allow_resize: scale the intrinsics to an image of the same aspect.
 
     Raises:
-        CameraInfoError: ``reason`` ``size_mismatch`` when the aspect ratios differ.
+        CameraInfoError: ``reason`` ``size_mismatch`` when the sizes differ (and, with
+            ``allow_resize``, the aspect ratios too).
     """
     from cvgl_ros.core.camera import PinholeCamera
 
     if (camera.width_px, camera.height_px) == (width_px, height_px):
         return camera
+    if not allow_resize:
+        raise CameraInfoError(
+            "size_mismatch",
+            f"image is {width_px}x{height_px} but its CameraInfo describes "
+            f"{camera.width_px}x{camera.height_px} (after binning/ROI); publish a matching "
+            "CameraInfo, or set camera_info_allow_resize for a resized stream",
+        )
     sx = width_px / camera.width_px
     sy = height_px / camera.height_px
     if abs(sx - sy) > 0.01 * max(sx, sy):

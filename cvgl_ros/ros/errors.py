@@ -36,6 +36,10 @@ class CameraInfoError(MessageConversionError):
     """A CameraInfo message does not describe a usable calibrated camera."""
 
 
+class ImuRejectedError(MessageConversionError):
+    """No IMU orientation can be given for an image stamp (missing, late, too far apart)."""
+
+
 class ParameterError(RosAdapterError, ValueError):
     """A parameter is unknown, of the wrong type, or out of range.
 
@@ -47,3 +51,16 @@ class ParameterError(RosAdapterError, ValueError):
     def __init__(self, name: str, message: str) -> None:
         super().__init__(f"parameter '{name}': {message}")
         self.name = name
+
+
+class ParameterFileError(ParameterError):
+    """A parameter file is unreadable, not YAML, or not shaped like a ROS parameter file.
+
+    Args:
+        path: the file.
+        message: what is wrong with it.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        super(ParameterError, self).__init__(f"parameter file '{path}': {message}")
+        self.name = path

@@ -7,8 +7,9 @@ publishes. No geometry lives here.
 Topics (input names are parameters, relative to the namespace; remap as usual):
 
 - in: ``image_topic`` (``sensor_msgs/Image``, or ``<image_topic>/compressed`` with
-  ``image_transport: compressed``), ``camera_info_topic``, ``fix_topic`` (or gpsd),
-  ``imu_topic`` (with ``use_imu``); sensor-data QoS.
+  ``image_transport: compressed``; keep-last 5, reliability per ``image_qos``: by default
+  reliable while every publisher offers it, else best effort), ``camera_info_topic``,
+  ``fix_topic`` (or gpsd), ``imu_topic`` (with ``use_imu``); sensor-data QoS.
 - out: ``~/pose`` (``geometry_msgs/PoseWithCovarianceStamped``, frame ``map_frame``, stamped
   with the image stamp), ``~/fix`` (``sensor_msgs/NavSatFix``), ``/diagnostics``,
   ``~/debug/overlay`` (with ``publish_overlay``).
@@ -32,10 +33,17 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix
 
 from cvgl_ros.core.types import PoseStatus
@@ -71,6 +79,16 @@ _INPUT_FAULTS = frozenset(
         PoseStatus.ERROR.value,
     }
 )
+# How often ``image_qos: auto`` looks at the image publishers' QoS, seconds (a query of the
+# local discovery cache).
+_QOS_POLL_S = 0.25
+# Images queued between executor turns: the callback only moves the newest into the worker's
+# one-slot buffer, counting what it replaces (``images_dropped``); a DDS queue of one would
+# drop the same frames silently.
+_IMAGE_QUEUE_DEPTH = 5
+# IMU messages queued between executor turns: the pipeline buffers them for interpolation, so
+# dropping some in a burst would open gaps.
+_IMU_QUEUE_DEPTH = 50
 
 
 class StartupError(RuntimeError):
@@ -99,6 +117,10 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
                 IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value), step=0)
             ]
     return desc
+
+
+def _reliability_name(reliability: ReliabilityPolicy) -> str:
+    return "reliable" if reliability == ReliabilityPolicy.RELIABLE else "best_effort"
 
 
 class CvglNode(Node):
@@ -138,6 +160,10 @@ class CvglNode(Node):
         self._pending_configs: NodeConfigs | None = None
 
         self._image_topic = ""
+        self._image_cls: Any = Image
+        self._image_sub: Any = None
+        self._image_reliability = ReliabilityPolicy.BEST_EFFORT
+        self._image_qos_incompatible = 0
         try:
             self._setup(components)
         except BaseException:
@@ -272,14 +298,19 @@ class CvglNode(Node):
     def _make_io(self, configs: NodeConfigs) -> None:
         s = configs.node
         sensor_qos = qos_profile_sensor_data
+        self._image_topic = self.resolve_topic_name(s.image_topic)
         if s.image_transport == "compressed":
-            self._image_topic = self.resolve_topic_name(s.image_topic) + const.COMPRESSED_SUFFIX
-            self.create_subscription(
-                CompressedImage, self._image_topic, self._on_image, sensor_qos
-            )
-        else:
-            self._image_topic = self.resolve_topic_name(s.image_topic)
-            self.create_subscription(Image, self._image_topic, self._on_image, sensor_qos)
+            self._image_topic += const.COMPRESSED_SUFFIX
+            self._image_cls = CompressedImage
+        # auto starts best effort (matches any publisher, visible to introspection at once)
+        # and follows the publishers from then on.
+        self._subscribe_image(
+            ReliabilityPolicy.RELIABLE
+            if s.image_qos == "reliable"
+            else ReliabilityPolicy.BEST_EFFORT
+        )
+        if s.image_qos == "auto":
+            self.create_timer(_QOS_POLL_S, self._follow_publisher_qos)
         if s.camera_model == "pinhole":
             self.create_subscription(
                 CameraInfo, s.camera_info_topic, self._on_camera_info, sensor_qos
@@ -289,7 +320,13 @@ class CvglNode(Node):
         else:
             self._start_gpsd(configs)
         if s.use_imu:
-            self.create_subscription(Imu, s.imu_topic, self._on_imu, sensor_qos)
+            imu_qos = QoSProfile(
+                depth=_IMU_QUEUE_DEPTH,
+                history=HistoryPolicy.KEEP_LAST,
+                reliability=ReliabilityPolicy.BEST_EFFORT,
+                durability=DurabilityPolicy.VOLATILE,
+            )
+            self.create_subscription(Imu, s.imu_topic, self._on_imu, imu_qos)
         out_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._pose_pub = self.create_publisher(
             PoseWithCovarianceStamped, const.POSE_TOPIC, out_qos
@@ -300,6 +337,67 @@ class CvglNode(Node):
         self._diag_timer = self.create_timer(
             1.0 / s.diagnostics_rate_hz, self._publish_diagnostics
         )
+
+    @property
+    def image_reliability(self) -> ReliabilityPolicy:
+        """Reliability of the current image subscription."""
+        return self._image_reliability
+
+    def _subscribe_image(self, reliability: ReliabilityPolicy) -> None:
+        """(Re-)create the image subscription with ``reliability`` (keep last 5, volatile).
+
+        The new subscription exists before the old one goes, and both callbacks run on the
+        executor thread that runs this, so no callback overlaps; images in flight during the
+        switch (a one-off when the first publisher is discovered) may be lost.
+        """
+        qos = QoSProfile(
+            depth=_IMAGE_QUEUE_DEPTH,
+            history=HistoryPolicy.KEEP_LAST,
+            reliability=reliability,
+            durability=DurabilityPolicy.VOLATILE,
+        )
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_image_qos_incompatible)
+        old, self._image_sub = (
+            self._image_sub,
+            self.create_subscription(
+                self._image_cls, self._image_topic, self._on_image, qos, event_callbacks=events
+            ),
+        )
+        if old is not None:
+            self.destroy_subscription(old)
+        self._image_reliability = reliability
+        self.get_logger().info(
+            f"image subscription on '{self._image_topic}': {_reliability_name(reliability)}"
+        )
+
+    def _follow_publisher_qos(self) -> None:
+        """``image_qos: auto``: reliable when every image publisher offers reliable.
+
+        A reliable subscription lets a reliable publisher resend the lost fragments of a
+        large image, but it does not match a best-effort publisher at all; so the choice
+        follows the publishers actually on the topic.
+        """
+        infos = self.get_publishers_info_by_topic(self._image_topic)
+        if not infos:
+            return  # keep the current subscription: a publisher may come back
+        offered = {info.qos_profile.reliability for info in infos}
+        wanted = (
+            ReliabilityPolicy.RELIABLE
+            if offered == {ReliabilityPolicy.RELIABLE}
+            else ReliabilityPolicy.BEST_EFFORT
+        )
+        if wanted != self._image_reliability:
+            self._subscribe_image(wanted)
+
+    def _on_image_qos_incompatible(self, info: Any) -> None:
+        self._image_qos_incompatible += 1
+        if self._image_qos_incompatible == 1:
+            self.get_logger().warning(
+                f"an image publisher on '{self._image_topic}' is incompatible with this "
+                f"node's {_reliability_name(self._image_reliability)} subscription (policy "
+                f"{getattr(info, 'last_policy_kind', '?')}): no image arrives from it; use "
+                "image_qos: auto or best_effort for best-effort publishers"
+            )
 
     def _start_gpsd(self, configs: NodeConfigs) -> None:
         from cvgl_ros.ros.gpsd_source import GpsdConfig, GpsdSource
@@ -413,6 +511,8 @@ class CvglNode(Node):
         last_status = snap["last_status"]
         if not math.isfinite(since_image_s):
             level, message = const.DIAG_WARN, f"waiting for images on {self._image_topic}"
+            if self._image_qos_incompatible:
+                message += " (a publisher's QoS is incompatible: see image_qos)"
         elif last_status == PoseStatus.OK.value or since_pose_s <= s.no_pose_warn_s:
             level, message = const.DIAG_OK, f"localizing ({ok} poses)"
             if last_status and last_status != PoseStatus.OK.value:
@@ -424,6 +524,10 @@ class CvglNode(Node):
         if since_image_s > max(s.no_pose_warn_s, 5.0) and math.isfinite(since_image_s):
             level = max(level, const.DIAG_WARN)
             message = f"no image for {since_image_s:.1f} s; " + message
+        attitude = snap["last_attitude_source"]
+        if attitude.startswith("static_mount:"):
+            level = max(level, const.DIAG_WARN)
+            message += f"; IMU unusable ({attitude.split(':', 1)[1]}): static mount"
 
         values: dict[str, object] = {
             "images_in": images,
@@ -438,6 +542,10 @@ class CvglNode(Node):
             "inliers_mean": snap["inliers_mean"],
             "inlier_ratio_mean": snap["inlier_ratio_mean"],
             "camera_info_received": self._pipeline.has_camera,
+            "image_qos": _reliability_name(self._image_reliability),
+            "image_qos_incompatible": self._image_qos_incompatible,
+            "images_out_of_order": snap["images_out_of_order"],
+            "last_attitude_source": attitude or "none",
             "ransac_implementation": snap["ransac_implementation"],
             "uptime_s": now - self._start_wall_s,
         }
@@ -448,6 +556,8 @@ class CvglNode(Node):
             values[f"failures.{status}"] = count
         for reason, count in sorted(snap["skipped"].items()):
             values[f"skipped.{reason}"] = count
+        for reason, count in sorted(snap["attitude_fallbacks"].items()):
+            values[f"imu_fallback.{reason}"] = count
         origin = self._pipeline.localizer.map_origin
         if origin is not None:
             values["map_origin"] = f"{origin.origin_lat_deg:.7f},{origin.origin_lon_deg:.7f}"
@@ -533,7 +643,12 @@ def main(args: Sequence[str] | None = None) -> int:
     Returns:
         Process exit code: 0 on a clean shutdown, 1 when the node could not start.
     """
-    rclpy.init(args=list(args) if args is not None else None)
+    try:
+        rclpy.init(args=list(args) if args is not None else None)
+    except Exception as exc:  # RCLError: unparseable --ros-args or parameter file
+        detail = " ".join(str(exc).split("\n")[0].split())
+        rclpy.logging.get_logger(const.NODE_NAME).fatal(f"cannot start: {detail}")
+        return 1
     node: CvglNode | None = None
     try:
         # The executor exists before the node logs "ready": a Ctrl-C right after that must not

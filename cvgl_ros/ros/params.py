@@ -60,7 +60,7 @@ from cvgl_ros.core.config import (
 )
 from cvgl_ros.models.config import DepthConfig, MatcherConfig
 from cvgl_ros.ros import constants as const
-from cvgl_ros.ros.errors import ParameterError
+from cvgl_ros.ros.errors import ParameterError, ParameterFileError
 from cvgl_ros.tiles.config import CacheConfig, PatchConfig, PrefetchConfig, TileSourceConfig
 
 ParamKind = Literal["bool", "int", "float", "str", "int_array", "float_array", "str_array"]
@@ -75,7 +75,22 @@ class NodeSettings:
             ``compressed`` the node subscribes to ``<image_topic>/compressed``.
         image_transport: ``raw`` (sensor_msgs/Image) or ``compressed``
             (sensor_msgs/CompressedImage, JPEG/PNG).
+        image_qos: reliability of the image subscription: ``auto`` (starts best effort, then
+            reliable while every publisher of the topic offers reliable, so that lost fragments
+            of large images are resent; best effort again as soon as a best-effort publisher
+            appears), ``best_effort`` (matches every publisher; a lost fragment loses the
+            image) or ``reliable`` (does not match best-effort publishers: no image arrives
+            from them, counted as ``image_qos_incompatible``). Keep-last 5, volatile.
         camera_info_topic: ``sensor_msgs/CameraInfo`` topic of the camera.
+        camera_info_allow_resize: accept images whose size differs from their CameraInfo's
+            (after binning/ROI) by one factor in x and y, scaling the intrinsics (a stream
+            resized downstream of an unchanged CameraInfo). Off: such images are refused with
+            ``camera_info:size_mismatch``, since the factor as likely means a CameraInfo for
+            another resolution.
+        max_principal_point_offset_fraction: a CameraInfo whose principal point lies farther
+            from the centre of its declared image than this fraction of the width (height) is
+            refused (``camera_info:principal_point``): its K was written for another image
+            size. 0.5 only requires the principal point inside the image.
         camera_model: ``pinhole`` (intrinsics from CameraInfo) or ``equirectangular`` (360
             panorama; no CameraInfo needed).
         camera_mount: ``nadir`` (optical axis down, image top = body forward) or ``forward``
@@ -101,8 +116,22 @@ class NodeSettings:
         imu_topic: ``sensor_msgs/Imu`` topic.
         use_imu_yaw: also use the IMU yaw (REP-145 ENU orientation) as a yaw prior.
         imu_yaw_sigma_rad: yaw prior standard deviation when the IMU reports none, radians.
-        max_imu_age_s: IMU orientation older than this (vs the image) falls back to the static
+        max_imu_age_s: the orientation at an image stamp is interpolated (slerp) between the
+            IMU samples just before and just after it, each of which must lie within this of
+            the stamp, seconds; otherwise the frame falls back to the static mount with
+            ``static_attitude_sigma_rad``.
+        imu_max_extrapolation_s: an image stamp up to this far beyond the newest (or before
+            the oldest) IMU sample uses that sample; farther, the IMU does not bracket the
+            image (late, missing or out-of-order data) and the frame falls back to the static
             mount, seconds.
+        imu_buffer_size: IMU samples kept for interpolation to image stamps (400 = 2 s at
+            200 Hz).
+        static_attitude_sigma_rad: roll/pitch uncertainty of the static mount, radians: with
+            ``use_imu`` on, a frame without a usable IMU orientation (missing, late, not
+            bracketing the image stamp) gets this as its ``covariance.attitude_sigma_rad``
+            (when larger), so that the covariance covers the unknown tilt, and is counted in
+            ``/diagnostics`` as ``imu_fallback.<reason>``. Set it to the platform's typical
+            tilt (a multirotor in cruise: 0.05-0.15; a gimbal-stabilised camera: 0.02).
         map_frame: frame of ``~/pose`` (ENU).
         map_origin_lat_deg: latitude of the map frame origin, degrees; NaN = the first good
             fix (logged once).
@@ -118,7 +147,10 @@ class NodeSettings:
 
     image_topic: str = const.DEFAULT_IMAGE_TOPIC
     image_transport: Literal["raw", "compressed"] = "raw"
+    image_qos: Literal["auto", "best_effort", "reliable"] = "auto"
     camera_info_topic: str = const.DEFAULT_CAMERA_INFO_TOPIC
+    camera_info_allow_resize: bool = False
+    max_principal_point_offset_fraction: float = 0.2
     camera_model: Literal["pinhole", "equirectangular"] = "pinhole"
     camera_mount: Literal["nadir", "forward"] = "nadir"
     camera_roll_rad: float = 0.0
@@ -139,6 +171,9 @@ class NodeSettings:
     use_imu_yaw: bool = False
     imu_yaw_sigma_rad: float = 0.3
     max_imu_age_s: float = 0.5
+    imu_max_extrapolation_s: float = 0.02
+    imu_buffer_size: int = 400
+    static_attitude_sigma_rad: float = 0.05
     map_frame: str = const.DEFAULT_MAP_FRAME
     map_origin_lat_deg: float = math.nan
     map_origin_lon_deg: float = math.nan
@@ -174,6 +209,17 @@ class NodeSettings:
             raise ValueError(f"gpsd_port must be in [1, 65535], got {self.gpsd_port}")
         if self.fix_buffer_size < 2:
             raise ValueError(f"fix_buffer_size must be >= 2, got {self.fix_buffer_size}")
+        if self.imu_buffer_size < 2:
+            raise ValueError(f"imu_buffer_size must be >= 2, got {self.imu_buffer_size}")
+        for name in ("imu_max_extrapolation_s", "static_attitude_sigma_rad"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0.0):
+                raise ValueError(f"{name} must be >= 0, got {v}")
+        if not 0.0 < self.max_principal_point_offset_fraction <= 0.5:
+            raise ValueError(
+                "max_principal_point_offset_fraction must be in (0, 0.5], got "
+                f"{self.max_principal_point_offset_fraction}"
+            )
         lat, lon = self.map_origin_lat_deg, self.map_origin_lon_deg
         if math.isnan(lat) != math.isnan(lon):
             raise ValueError("map_origin_lat_deg and map_origin_lon_deg must be set together")
@@ -181,6 +227,7 @@ class NodeSettings:
             raise ValueError(f"map_origin_lat_deg/lon_deg out of range: ({lat}, {lon})")
         for name, choices in (
             ("image_transport", ("raw", "compressed")),
+            ("image_qos", ("auto", "best_effort", "reliable")),
             ("camera_model", ("pinhole", "equirectangular")),
             ("camera_mount", ("nadir", "forward")),
             ("gnss_source", ("topic", "gpsd")),
@@ -256,6 +303,10 @@ _RUNTIME_NODE_SETTINGS = frozenset(
         "use_imu_yaw",
         "imu_yaw_sigma_rad",
         "max_imu_age_s",
+        "imu_max_extrapolation_s",
+        "static_attitude_sigma_rad",
+        "camera_info_allow_resize",
+        "max_principal_point_offset_fraction",
         "publish_overlay",
         "no_pose_warn_s",
     }
@@ -275,6 +326,10 @@ _RANGES: dict[str, tuple[float, float]] = {
     "fix_buffer_size": (2, 10000),
     "imu_yaw_sigma_rad": (0.001, 10.0),
     "max_imu_age_s": (0.001, 60.0),
+    "imu_max_extrapolation_s": (0.0, 1.0),
+    "imu_buffer_size": (2, 100000),
+    "static_attitude_sigma_rad": (0.0, 1.5),
+    "max_principal_point_offset_fraction": (0.01, 0.5),
     "diagnostics_rate_hz": (0.1, 100.0),
     "no_pose_warn_s": (0.1, 3600.0),
     "lifting.max_depth_m": (0.01, 100000.0),
@@ -707,6 +762,46 @@ def _node_keys(node_name: str) -> tuple[str, ...]:
     return ("/**", "**", f"/**/{bare}", node_name, f"/{node_name.strip('/')}", bare, f"/{bare}")
 
 
+def read_params_file(path: str | Path) -> Mapping[str, Any]:
+    """Parse a ROS 2 parameter YAML and check its shape (``NODE: ros__parameters: {...}``).
+
+    Returns:
+        The parsed top-level mapping.
+
+    Raises:
+        ParameterFileError: the file is missing or unreadable, is not valid YAML (the message
+            names the line and column), or is not shaped like a ROS parameter file.
+    """
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParameterFileError(str(path), f"cannot be read: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParameterFileError(str(path), f"is not valid YAML{where}: {problem}") from exc
+    if not isinstance(data, Mapping):
+        raise ParameterFileError(str(path), "is not a ROS parameter file (top level is not a map)")
+    if not _holds_ros_parameters(data):
+        raise ParameterFileError(
+            str(path), "is not a ROS parameter file (no 'NODE: ros__parameters:' map in it)"
+        )
+    return data
+
+
+def _holds_ros_parameters(tree: Mapping[str, Any]) -> bool:
+    """True when some (namespace-nested) entry of a parameter YAML is ``ros__parameters: {}``."""
+    for key, body in tree.items():
+        if not isinstance(body, Mapping):
+            continue
+        if key == "ros__parameters" or _holds_ros_parameters(body):
+            return True
+    return False
+
+
 def load_params_file(path: str | Path, node_name: str = const.NODE_NAME) -> dict[str, Any]:
     """Read the ``ros__parameters`` of ``node_name`` (and of ``/**``) from a parameter YAML.
 
@@ -714,12 +809,10 @@ def load_params_file(path: str | Path, node_name: str = const.NODE_NAME) -> dict
         Flat dotted ``name -> value`` mapping, wildcard entries first, then the node's own.
 
     Raises:
-        ParameterError: the file is not a ROS parameter file or has no entry for the node.
-        OSError: the file cannot be read.
+        ParameterError: the file is unreadable, not valid YAML, not a ROS parameter file or
+            has no entry for the node.
     """
-    data = yaml.safe_load(Path(path).read_text())
-    if not isinstance(data, Mapping):
-        raise ParameterError(str(path), "is not a ROS parameter file (top level is not a map)")
+    data = read_params_file(path)
     values: dict[str, Any] = {}
     found = False
     for key in _node_keys(node_name):
@@ -728,7 +821,7 @@ def load_params_file(path: str | Path, node_name: str = const.NODE_NAME) -> dict
             values.update(flatten(body["ros__parameters"]))
             found = True
     if not found:
-        raise ParameterError(
+        raise ParameterFileError(
             str(path), f"has no '{node_name}: ros__parameters:' (keys: {sorted(map(str, data))})"
         )
     return values

@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -32,13 +32,15 @@ from cvgl_ros.core.ransac import describe_implementation, warm_up_in_background
 from cvgl_ros.core.types import FloatArray, GnssPrior, PoseEstimate, PoseStatus, UInt8Array
 from cvgl_ros.ros import constants as const
 from cvgl_ros.ros import convert
-from cvgl_ros.ros.errors import FixRejectedError, MessageConversionError
+from cvgl_ros.ros.errors import FixRejectedError, ImuRejectedError, MessageConversionError
 from cvgl_ros.ros.params import NodeConfigs, configs_from_params, merged_values
 
 _LATENCY_WINDOW = 50
 # A fix this much older than the newest one means the clock jumped back (bag looped, sim time
 # reset), seconds.
 _CLOCK_JUMP_BACK_S = 60.0
+# Exact stamps of recent decoded images kept to recognise duplicates.
+_RECENT_STAMPS = 256
 
 
 class _Logger(Protocol):
@@ -84,13 +86,7 @@ class FixBuffer:
 
     def add(self, prior: GnssPrior) -> None:
         """Insert a fix in stamp order (a fix with an existing stamp replaces it)."""
-        i = bisect.bisect_left(self._fixes, prior.stamp_s, key=operator.attrgetter("stamp_s"))
-        if i < len(self._fixes) and self._fixes[i].stamp_s == prior.stamp_s:
-            self._fixes[i] = prior
-        else:
-            self._fixes.insert(i, prior)
-        if len(self._fixes) > self._capacity:
-            del self._fixes[0]
+        _insert_by_stamp(self._fixes, prior, self._capacity)
 
     def add_or_restart(self, prior: GnssPrior) -> None:
         """:meth:`add`, first forgetting every fix when the clock jumped back.
@@ -146,6 +142,21 @@ class FixBuffer:
         )
 
 
+_Stamped = TypeVar("_Stamped", GnssPrior, "ImuSample")
+
+
+def _insert_by_stamp(items: list[_Stamped], item: _Stamped, capacity: int) -> None:
+    """Insert ``item`` into ``items`` (sorted by ``stamp_s``), replacing one with its stamp and
+    dropping the oldest beyond ``capacity``."""
+    i = bisect.bisect_left(items, item.stamp_s, key=operator.attrgetter("stamp_s"))
+    if i < len(items) and items[i].stamp_s == item.stamp_s:
+        items[i] = item
+    else:
+        items.insert(i, item)
+    if len(items) > capacity:
+        del items[0]
+
+
 def _blend(f0: GnssPrior, f1: GnssPrior, w: float, cov: FloatArray, stamp_s: float) -> GnssPrior:
     """``f0 + w (f1 - f0)`` in lat/lon (longitude difference wrapped), with ``cov``."""
     dlon = (f1.lon_deg - f0.lon_deg + 180.0) % 360.0 - 180.0
@@ -155,6 +166,120 @@ def _blend(f0: GnssPrior, f1: GnssPrior, w: float, cov: FloatArray, stamp_s: flo
     if f0.alt_m is not None and f1.alt_m is not None:
         alt = f0.alt_m + w * (f1.alt_m - f0.alt_m)
     return GnssPrior(lat_deg=lat, lon_deg=lon, cov_en_m2=cov, stamp_s=stamp_s, alt_m=alt)
+
+
+# --------------------------------------------------------------------------- IMU buffer
+
+
+@dataclass(frozen=True)
+class ImuSample:
+    """One IMU orientation.
+
+    Attributes:
+        stamp_s: header stamp, seconds.
+        orientation_xyzw: unit quaternion (x, y, z, w), body in the world frame (REP-145).
+        yaw_sigma_rad: standard deviation of its yaw, radians.
+    """
+
+    stamp_s: float
+    orientation_xyzw: tuple[float, float, float, float]
+    yaw_sigma_rad: float
+
+
+def slerp_xyzw(
+    q0: Sequence[float], q1: Sequence[float], w: float
+) -> tuple[float, float, float, float]:
+    """Spherical linear interpolation of unit quaternions (x, y, z, w), ``w`` in [0, 1].
+
+    The shorter arc is taken (``q`` and ``-q`` are the same rotation); nearly equal
+    quaternions are interpolated linearly and renormalised.
+    """
+    a = np.asarray(q0, dtype=np.float64)
+    b = np.asarray(q1, dtype=np.float64)
+    dot = float(np.dot(a, b))
+    if dot < 0.0:
+        b, dot = -b, -dot
+    if dot > 0.9995:
+        q = a + w * (b - a)
+    else:
+        theta = math.acos(min(dot, 1.0))
+        q = (math.sin((1.0 - w) * theta) * a + math.sin(w * theta) * b) / math.sin(theta)
+    q /= np.linalg.norm(q)
+    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
+
+
+class ImuBuffer:
+    """Recent IMU orientations, sorted by stamp, interpolated (slerp) to an image stamp.
+
+    The orientation at an image stamp comes from the two samples around it, each at most
+    ``max_age_s`` away; an image stamp beyond the newest (or before the oldest) sample by up to
+    ``max_extrapolation_s`` takes that sample. Anything else -- no sample, a gap, an IMU that
+    lags the camera, an image older than the buffer -- is refused: holding the latest attitude
+    for an image it does not belong to would tilt every lifted ray by the attitude change.
+
+    Args:
+        capacity: samples kept (oldest dropped first).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 2:
+            raise ValueError(f"capacity must be >= 2, got {capacity}")
+        self._capacity = capacity
+        self._samples: list[ImuSample] = []
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def add(self, sample: ImuSample) -> None:
+        """Insert a sample in stamp order (one with an existing stamp replaces it).
+
+        A sample more than a minute older than the newest one means the clock jumped back
+        (looped bag, reset simulation): the buffer then starts over.
+        """
+        samples = self._samples
+        if samples and sample.stamp_s < samples[-1].stamp_s - _CLOCK_JUMP_BACK_S:
+            samples.clear()
+        _insert_by_stamp(samples, sample, self._capacity)
+
+    def sample_at(self, stamp_s: float, max_age_s: float, max_extrapolation_s: float) -> ImuSample:
+        """The orientation at ``stamp_s`` (interpolated between the samples around it).
+
+        Raises:
+            ImuRejectedError: ``reason`` ``no_imu`` (no sample yet), ``not_bracketed`` (the
+                stamp lies more than ``max_extrapolation_s`` beyond the newest or before the
+                oldest sample) or ``gap`` (a sample around the stamp is more than
+                ``max_age_s`` away).
+        """
+        samples = self._samples
+        if not samples:
+            raise ImuRejectedError("no_imu", "no IMU orientation received yet")
+        i = bisect.bisect_left(samples, stamp_s, key=operator.attrgetter("stamp_s"))
+        if i < len(samples) and samples[i].stamp_s == stamp_s:
+            return samples[i]
+        if i == len(samples) or i == 0:
+            edge = samples[-1] if i else samples[0]
+            dt = abs(stamp_s - edge.stamp_s)
+            if dt <= max_extrapolation_s:
+                return ImuSample(stamp_s, edge.orientation_xyzw, edge.yaw_sigma_rad)
+            where = "after the newest" if i else "before the oldest"
+            raise ImuRejectedError(
+                "not_bracketed",
+                f"image stamp is {dt:.3f} s {where} IMU sample (imu_max_extrapolation_s = "
+                f"{max_extrapolation_s:.3f}): late, missing or out-of-order IMU data",
+            )
+        s0, s1 = samples[i - 1], samples[i]
+        if stamp_s - s0.stamp_s > max_age_s or s1.stamp_s - stamp_s > max_age_s:
+            raise ImuRejectedError(
+                "gap",
+                f"IMU samples around the image are {s1.stamp_s - s0.stamp_s:.3f} s apart "
+                f"(max_imu_age_s = {max_age_s:.3f} on each side)",
+            )
+        w = (stamp_s - s0.stamp_s) / (s1.stamp_s - s0.stamp_s)
+        return ImuSample(
+            stamp_s,
+            slerp_xyzw(s0.orientation_xyzw, s1.orientation_xyzw, w),
+            max(s0.yaw_sigma_rad, s1.yaw_sigma_rad),
+        )
 
 
 # --------------------------------------------------------------------------- statistics
@@ -171,8 +296,15 @@ class PipelineStats:
         fixes_used: fixes accepted into the buffer.
         camera_infos_in: CameraInfo messages received.
         imu_in: IMU messages received.
+        images_out_of_order: images whose stamp is older than an earlier image's (localized
+            all the same: prior, IMU and patch are looked up at the image's own stamp).
         skipped: counts of skipped inputs by reason (``image:unsupported_encoding``,
-            ``fix:nan_fix``, ...).
+            ``image:duplicate_stamp``, ``fix:nan_fix``, ``camera_info:size_mismatch``, ...).
+        attitude_fallbacks: frames that expected an IMU orientation (``use_imu``) and used
+            the static mount with ``static_attitude_sigma_rad`` instead, by reason
+            (``no_imu``, ``not_bracketed``, ``gap``).
+        last_attitude_source: ``imu``, ``static_mount`` (``use_imu`` off) or
+            ``static_mount:<reason>`` for the latest localized frame.
         failures: counts of non-OK results by status value.
         last_failure: reason text of the latest non-OK result.
         last_failure_status: status value of the latest non-OK result.
@@ -188,7 +320,10 @@ class PipelineStats:
     fixes_used: int = 0
     camera_infos_in: int = 0
     imu_in: int = 0
+    images_out_of_order: int = 0
     skipped: collections.Counter[str] = field(default_factory=collections.Counter)
+    attitude_fallbacks: collections.Counter[str] = field(default_factory=collections.Counter)
+    last_attitude_source: str = ""
     failures: collections.Counter[str] = field(default_factory=collections.Counter)
     last_failure: str = ""
     last_failure_status: str = ""
@@ -217,7 +352,10 @@ class PipelineStats:
             "fixes_used": self.fixes_used,
             "camera_infos_in": self.camera_infos_in,
             "imu_in": self.imu_in,
+            "images_out_of_order": self.images_out_of_order,
             "skipped": dict(self.skipped),
+            "attitude_fallbacks": dict(self.attitude_fallbacks),
+            "last_attitude_source": self.last_attitude_source,
             "failures": dict(self.failures),
             "last_failure": self.last_failure,
             "last_failure_status": self.last_failure_status,
@@ -278,9 +416,10 @@ class Pipeline:
         self._lock = threading.Lock()
         self._fixes = FixBuffer(configs.node.fix_buffer_size)
         self._camera: Any = None
-        self._imu_q: tuple[float, float, float, float] | None = None
-        self._imu_yaw_sigma_rad = math.nan
-        self._imu_stamp_s = -math.inf
+        self._imu = ImuBuffer(configs.node.imu_buffer_size)
+        self._recent_stamps: collections.deque[tuple[int, int]] = collections.deque()
+        self._recent_set: set[tuple[int, int]] = set()
+        self._newest_stamp_s = -math.inf
         self.stats = PipelineStats()
         s = configs.node
         self._body_from_camera = body_from_camera_for_mount(
@@ -454,7 +593,9 @@ class Pipeline:
     def on_camera_info(self, msg: Any) -> bool:
         """Store the camera model of a CameraInfo message; False when it was unusable."""
         try:
-            camera = convert.camera_from_camera_info(msg)
+            camera = convert.camera_from_camera_info(
+                msg, self._configs.node.max_principal_point_offset_fraction
+            )
         except (AttributeError, TypeError, ValueError) as exc:  # incl. MessageConversionError
             return self._reject_input("camera_infos_in", "camera_info", exc)
         with self._lock:
@@ -485,7 +626,7 @@ class Pipeline:
         return True
 
     def on_imu(self, msg: Any) -> bool:
-        """Store the IMU attitude (roll/pitch for gravity, yaw for the optional prior)."""
+        """Buffer the IMU attitude (roll/pitch for gravity, yaw for the optional prior)."""
         try:
             q = convert.imu_orientation_xyzw(msg)
             stamp_s = convert.header_stamp_s(msg)
@@ -497,7 +638,10 @@ class Pipeline:
             if q is None:
                 self._skip("imu:no_orientation", "Imu message carries no orientation")
                 return False
-            self._imu_q, self._imu_stamp_s, self._imu_yaw_sigma_rad = q, stamp_s, sigma
+            if not math.isfinite(stamp_s):
+                self._skip("imu:bad_stamp", f"Imu stamp is not finite: {stamp_s}")
+                return False
+            self._imu.add(ImuSample(stamp_s, q, sigma))
         return True
 
     # ------------------------------------------------------------------ images
@@ -535,8 +679,45 @@ class Pipeline:
                 failure(PoseStatus.BAD_IMAGE, f"malformed image: {exc}", stamp_s), None, frame_id
             )
         decode_s = time.perf_counter() - t0
+        with self._lock:
+            duplicate = self._note_stamp(stamp, stamp_s)
+        if duplicate:
+            return self._finish(
+                failure(
+                    PoseStatus.BAD_IMAGE,
+                    f"duplicate image stamp {stamp[0]}.{stamp[1]:09d}: an image with this "
+                    "stamp was already localized",
+                    stamp_s,
+                ),
+                None,
+                frame_id,
+            )
         result = self.localize_rgb(image, stamp_s, frame_id, decode_s=decode_s)
         return dataclasses.replace(result, stamp=stamp)
+
+    def _note_stamp(self, stamp: tuple[int, int], stamp_s: float) -> bool:
+        """Remember a decoded image's exact stamp; True (counted, skipped) for a duplicate.
+
+        A duplicate would publish a second pose for the same instant, which a filter fusing
+        ``~/pose`` counts as two independent measurements. Out-of-order stamps are counted
+        and localized (each frame is self-consistent); a jump back by more than a minute
+        (looped bag, reset simulation) starts the memory over. Caller holds the lock.
+        """
+        if stamp_s < self._newest_stamp_s - _CLOCK_JUMP_BACK_S:
+            self._recent_stamps.clear()
+            self._recent_set.clear()
+            self._newest_stamp_s = -math.inf
+        if stamp in self._recent_set:
+            self._skip("image:duplicate_stamp", "an image with the same stamp was localized")
+            return True
+        if stamp_s < self._newest_stamp_s:
+            self.stats.images_out_of_order += 1
+        self._newest_stamp_s = max(self._newest_stamp_s, stamp_s)
+        self._recent_stamps.append(stamp)
+        self._recent_set.add(stamp)
+        if len(self._recent_stamps) > _RECENT_STAMPS:
+            self._recent_set.discard(self._recent_stamps.popleft())
+        return False
 
     def localize_rgb(
         self, image: UInt8Array, stamp_s: float, frame_id: str = "", *, decode_s: float = 0.0
@@ -551,16 +732,23 @@ class Pipeline:
                 status = PoseStatus.NO_FIX if exc.reason == "no_fix" else PoseStatus.STALE_FIX
                 return self._finish_locked(failure(status, str(exc), stamp_s), None, frame_id)
             camera = self._camera
-            imu_q, imu_stamp_s, imu_sigma = self._imu_q, self._imu_stamp_s, self._imu_yaw_sigma_rad
+            imu: ImuSample | ImuRejectedError | None = None
+            if s.use_imu:
+                try:
+                    imu = self._imu.sample_at(stamp_s, s.max_imu_age_s, s.imu_max_extrapolation_s)
+                except ImuRejectedError as exc:
+                    imu = exc
         try:
             camera = self._camera_for(camera, image)
         except MessageConversionError as exc:
+            with self._lock:
+                self._skip(f"camera_info:{exc.reason}", str(exc))
             return self._finish(failure(PoseStatus.ERROR, str(exc), stamp_s), prior, frame_id)
         if camera is None:
             return self._finish(
                 failure(PoseStatus.ERROR, "no CameraInfo received yet", stamp_s), prior, frame_id
             )
-        gravity, yaw_prior, yaw_sigma = self._attitude(stamp_s, imu_q, imu_stamp_s, imu_sigma)
+        gravity, yaw_prior, yaw_sigma, attitude_kw = self._attitude(imu)
         origin_before = localizer.map_origin
         try:
             estimate = localizer.localize(
@@ -571,6 +759,7 @@ class Pipeline:
                 stamp_s,
                 yaw_prior_rad=yaw_prior,
                 yaw_prior_sigma_rad=yaw_sigma,
+                **attitude_kw,
             )
         except Exception as exc:  # the contract says never, but the node must survive anyway
             self._log.error(f"localizer raised {type(exc).__name__}: {exc}")
@@ -594,28 +783,56 @@ class Pipeline:
             return EquirectangularCamera(width, height)
         if camera is None:
             return None
-        return convert.camera_for_image(camera, width, height)
+        return convert.camera_for_image(
+            camera, width, height, self._configs.node.camera_info_allow_resize
+        )
 
     def _attitude(
-        self,
-        stamp_s: float,
-        imu_q: tuple[float, float, float, float] | None,
-        imu_stamp_s: float,
-        imu_sigma: float,
-    ) -> tuple[FloatArray, float | None, float | None]:
-        """(gravity_from_camera, yaw prior rad or None, yaw prior sigma rad or None)."""
+        self, imu: ImuSample | ImuRejectedError | None
+    ) -> tuple[FloatArray, float | None, float | None, dict[str, float]]:
+        """Gravity, yaw prior and attitude uncertainty of one frame.
+
+        Args:
+            imu: the IMU orientation at the image stamp, why there is none, or None when
+                ``use_imu`` is off.
+
+        Returns:
+            (gravity_from_camera, yaw prior rad or None, its sigma rad or None, extra keyword
+            arguments of ``Localizer.localize``: ``attitude_sigma_rad`` when the frame falls
+            back to the static mount although an IMU was expected).
+        """
         from cvgl_ros.core.mount import gravity_from_imu
 
         s = self._configs.node
-        if not s.use_imu or imu_q is None or abs(stamp_s - imu_stamp_s) > s.max_imu_age_s:
-            if s.use_imu and "imu:stale" not in self._warned:
-                self._warned.add("imu:stale")
-                self._log.warning("no recent IMU orientation: using the static camera mount")
-            return self._body_from_camera, None, None  # level body: gravity frame = body frame
-        gravity = gravity_from_imu(imu_q, self._body_from_camera)
-        if not s.use_imu_yaw:
-            return gravity, None, None
-        return gravity, convert.yaw_from_quaternion_xyzw(imu_q), imu_sigma
+        if isinstance(imu, ImuSample):
+            with self._lock:
+                self.stats.last_attitude_source = "imu"
+            gravity = gravity_from_imu(imu.orientation_xyzw, self._body_from_camera)
+            if not s.use_imu_yaw:
+                return gravity, None, None, {}
+            yaw = convert.yaw_from_quaternion_xyzw(imu.orientation_xyzw)
+            return gravity, yaw, imu.yaw_sigma_rad, {}
+        if imu is None:  # use_imu off: the static mount is the configured attitude
+            with self._lock:
+                self.stats.last_attitude_source = "static_mount"
+            return self._body_from_camera, None, None, {}
+        # The IMU was expected but cannot give this frame's attitude: the static mount's tilt
+        # error is then the platform's whole roll/pitch, which the covariance must carry.
+        with self._lock:
+            self.stats.attitude_fallbacks[imu.reason] += 1
+            self.stats.last_attitude_source = f"static_mount:{imu.reason}"
+            key = f"imu_fallback:{imu.reason}"
+            if key not in self._warned:
+                self._warned.add(key)
+                self._log.warning(
+                    f"{imu}: using the static camera mount with attitude sigma "
+                    f"{s.static_attitude_sigma_rad:.3f} rad (further frames only counted)"
+                )
+        sigma = max(
+            s.static_attitude_sigma_rad, self._configs.localizer.covariance.attitude_sigma_rad
+        )
+        # level body: gravity frame = body frame
+        return self._body_from_camera, None, None, {"attitude_sigma_rad": sigma}
 
     def _finish(
         self,
@@ -661,10 +878,13 @@ def build_patches(configs: NodeConfigs) -> Any:
     """The patch source the configuration describes.
 
     Raises:
-        cvgl_ros.ros.errors.ParameterError: ``tiles.source`` is empty.
+        cvgl_ros.ros.errors.ParameterError: ``tiles.source`` is empty or names a map that
+            cannot be opened, or ``tile_cache_path`` a file that is not a usable tile cache
+            (the message names the parameter, the file and the reason).
     """
     from cvgl_ros.ros.errors import ParameterError
     from cvgl_ros.tiles import build_patch_source
+    from cvgl_ros.tiles.errors import CacheError
 
     if configs.tiles is None:
         raise ParameterError(
@@ -672,11 +892,21 @@ def build_patches(configs: NodeConfigs) -> Any:
             "no map configured: set a GeoTIFF path, an .mbtiles file, an XYZ URL template or "
             "wms:URL",
         )
-    return build_patch_source(
-        configs.tiles,
-        configs.node.tile_cache_path or None,
-        configs.patch,
-        offline=configs.node.offline,
-        cache_config=configs.cache,
-        prefetch_config=configs.prefetch,
-    )
+    try:
+        return build_patch_source(
+            configs.tiles,
+            configs.node.tile_cache_path or None,
+            configs.patch,
+            offline=configs.node.offline,
+            cache_config=configs.cache,
+            prefetch_config=configs.prefetch,
+        )
+    except CacheError as exc:
+        raise ParameterError("tile_cache_path", f"unusable tile cache: {exc}") from exc
+    except (ImportError, MemoryError):
+        raise
+    except Exception as exc:  # rasterio, sqlite3 and OS errors of a bad map file
+        raise ParameterError(
+            "tiles.source",
+            f"cannot open the map '{configs.tiles.source}': {type(exc).__name__}: {exc}",
+        ) from exc

@@ -15,12 +15,20 @@ Each thread has its own connection.
 
 LRU: reads record their access time in memory and flush it in batches (at most every
 ``touch_flush_interval_s``, piggy-backed on writes), so a read never takes the write lock.
+
+Read-only use: a pre-filled cache on a read-only mount or without write permission opens with
+``read_only=True`` (the node does so in offline mode when it cannot write the file or its
+directory): SQLite's ``mode=ro``, or ``immutable=1`` when even that needs a write (WAL index
+files that cannot be created); no access time is recorded and nothing is evicted. A file that
+is an SQLite database but not a cvgl_ros tile cache (another program's MBTiles) is refused,
+never modified.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -106,26 +114,58 @@ def _immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
+def is_writable(path: str | Path) -> bool:
+    """True when this process may write the cache file and create its WAL files beside it.
+
+    ``os.access`` also reports read-only mounts for root (EROFS), where permission bits do not
+    apply.
+    """
+    p = Path(path).expanduser()
+    parent = p.parent if p.parent.exists() else next(a for a in p.parents if a.exists())
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return False
+    return not p.exists() or os.access(p, os.W_OK)
+
+
 class TileCache:
     """MBTiles-compatible SQLite tile store with a size bound and LRU eviction.
 
     Thread-safe and multi-process safe (one connection per thread, WAL, busy timeout).
+
+    Attributes:
+        open_mode: ``read_write``, ``read_only`` (SQLite ``mode=ro``) or ``immutable``
+            (``mode=ro&immutable=1``: the file is assumed not to change while open).
     """
 
-    def __init__(self, path: str | Path, config: CacheConfig | None = None) -> None:
-        """Open (creating if needed) the cache database.
+    def __init__(
+        self, path: str | Path, config: CacheConfig | None = None, read_only: bool = False
+    ) -> None:
+        """Open (creating if needed, unless ``read_only``) the cache database.
+
+        Args:
+            path: the database file.
+            config: size bound and tuning.
+            read_only: open an existing cache without ever writing to it (a pre-filled cache
+                on a read-only mount); :meth:`put`, :meth:`delete` and :meth:`evict` then
+                raise :class:`CacheError`.
 
         Raises:
-            CacheError: the file cannot be opened or is not a tile cache.
+            CacheError: the file cannot be opened, is not a cvgl_ros tile cache, or (with
+                ``read_only``) does not exist.
         """
         self.path = Path(path).expanduser()
         self.config = config or CacheConfig()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CacheError(
-                f"cannot create the cache directory {self.path.parent}: {exc}"
-            ) from exc
+        self.read_only = read_only
+        self.open_mode = "read_only" if read_only else "read_write"
+        if read_only and not self.path.is_file():
+            raise CacheError(f"read-only tile cache {self.path} does not exist")
+        if not read_only:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CacheError(
+                    f"cannot create the cache directory {self.path.parent}: {exc}"
+                ) from exc
         self._local = threading.local()
         self._all_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -146,6 +186,10 @@ class TileCache:
             "evicted_tiles": 0,
             "evicted_bytes": 0,
         }
+        if read_only:
+            self._open_read_only()
+            return
+        self._refuse_foreign()
         conn = self._conn()
         script = (
             "BEGIN IMMEDIATE;\n"
@@ -163,6 +207,67 @@ class TileCache:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise _classify(exc, f"opening {self.path}") from exc
+
+    def _open_read_only(self) -> None:
+        """Open with ``mode=ro``, else ``immutable=1``; the schema must be there."""
+        try:
+            if self._has_schema(self._conn()):
+                return
+        except sqlite3.Error as exc:  # WAL index files that cannot be created (read-only dir)
+            log.info("tile cache %s: mode=ro failed (%s), opening immutable", self.path, exc)
+            self._drop_connection()
+            self.open_mode = "immutable"
+            try:
+                if self._has_schema(self._conn()):
+                    return
+            except sqlite3.Error as exc2:
+                raise _classify(exc2, f"opening {self.path} read-only") from exc2
+        raise CacheError(f"{self.path} is not a cvgl_ros tile cache (no cvgl_ros_schema)")
+
+    def _drop_connection(self) -> None:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        with self._lock:
+            self._all_conns.remove(conn)
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+        self._local.conn = None
+
+    def _refuse_foreign(self) -> None:
+        """Raise when the file exists but is not a cvgl_ros tile cache, before any write.
+
+        Opening read-write would already switch another program's database to WAL, and
+        creating our schema inside someone else's MBTiles would alter their file; so an
+        existing file is first looked at through a read-only connection.
+        """
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                if self._has_schema(conn):
+                    return
+                names = [
+                    str(row[0])
+                    for row in conn.execute(
+                        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+                        "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+                    )
+                ]
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise _classify(exc, f"opening {self.path}") from exc
+        if names:
+            raise CacheError(
+                f"{self.path} is an SQLite database but not a cvgl_ros tile cache (it holds "
+                f"{', '.join(names[:6])}); point the tile cache at a new file"
+            )
+
+    def _check_writable(self, what: str) -> None:
+        if self.read_only:
+            raise CacheError(f"tile cache {self.path} is open read-only: cannot {what}")
 
     @staticmethod
     def _has_schema(conn: sqlite3.Connection) -> bool:
@@ -190,18 +295,36 @@ class TileCache:
         if self._closed:
             raise CacheError(f"tile cache {self.path} is closed")
         try:
-            conn = sqlite3.connect(
-                str(self.path),
-                timeout=self.config.busy_timeout_s,
-                isolation_level=None,  # autocommit; transactions are explicit
-                check_same_thread=False,
-            )
+            if self.read_only:
+                query = "mode=ro&immutable=1" if self.open_mode == "immutable" else "mode=ro"
+                conn = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?{query}",
+                    uri=True,
+                    timeout=self.config.busy_timeout_s,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            else:
+                conn = sqlite3.connect(
+                    str(self.path),
+                    timeout=self.config.busy_timeout_s,
+                    isolation_level=None,  # autocommit; transactions are explicit
+                    check_same_thread=False,
+                )
             conn.execute(f"PRAGMA busy_timeout = {int(self.config.busy_timeout_s * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                log.warning("tile cache %s: journal_mode is %s, not WAL", self.path, mode)
-            conn.execute(f"PRAGMA synchronous = {self.config.synchronous}")
+            if not self.read_only:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    log.warning("tile cache %s: journal_mode is %s, not WAL", self.path, mode)
+                conn.execute(f"PRAGMA synchronous = {self.config.synchronous}")
         except sqlite3.Error as exc:
+            if self.read_only:
+                raise  # _open_read_only tries immutable next
+            if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
+                raise CacheError(
+                    f"tile cache {self.path} is read-only ({exc}); use offline mode to read a "
+                    "pre-filled cache without writing"
+                ) from exc
             raise _classify(exc, f"opening {self.path}") from exc
         self._local.conn = conn
         with self._lock:
@@ -228,8 +351,10 @@ class TileCache:
         with self._lock:
             self.counters["hits"] += 1
             self.counters["bytes_read"] += len(data)
-            self._pending_touch[(source_id, z, x, y)] = time.time()
-        self._maybe_flush_touches()
+            if not self.read_only:
+                self._pending_touch[(source_id, z, x, y)] = time.time()
+        if not self.read_only:
+            self._maybe_flush_touches()
         return data
 
     def contains(self, source_id: str, z: int, x: int, y: int) -> bool:
@@ -315,8 +440,9 @@ class TileCache:
             TileDecodeError: the bytes are not a complete image (nothing is stored).
             CacheFullError: the disk or the database page limit is full.
             CacheLockedError: another writer held the lock past the busy timeout.
-            CacheError: any other database failure.
+            CacheError: any other database failure, or a read-only cache.
         """
+        self._check_writable("store tiles")
         try:
             if not validated:
                 decode_tile(data, expected_size_px)
@@ -361,6 +487,7 @@ class TileCache:
 
     def delete(self, source_id: str, z: int, x: int, y: int) -> bool:
         """Remove one tile; True when it existed."""
+        self._check_writable("delete tiles")
         try:
             with self._write_lock:
                 conn = self._conn()
@@ -375,6 +502,7 @@ class TileCache:
 
     def evict(self, max_size_bytes: int | None = None) -> int:
         """Evict least-recently-used tiles down to the bound; returns tiles evicted."""
+        self._check_writable("evict tiles")
         before = self.counters["evicted_tiles"]
         try:
             with self._write_lock:
@@ -435,6 +563,8 @@ class TileCache:
 
     def flush(self, block: bool = True) -> bool:
         """Write pending access times; returns False when the lock was busy (non-blocking)."""
+        if self.read_only:
+            return True  # nothing is ever pending
         if not self._write_lock.acquire(blocking=block):
             return False
         conn = self._conn()

@@ -58,7 +58,8 @@ def build_patch_source(
             ``~/.cache/cvgl_ros/tiles.mbtiles``. Unused for local files.
         patch_config: patch size and resolution (defaults: 512 px at 0.5 m/px).
         offline: never touch the network: tiles come from the cache only (no HTTP client is
-            even created).
+            even created). A cache file this process cannot write (read-only mount or
+            permissions) is then opened read-only.
         cache_config: cache size bound and tuning.
         prefetch_config: when given (network sources only), a background worker prefetches
             the tiles around every fix ``patch_at`` sees.
@@ -83,7 +84,7 @@ def build_patch_source(
             source_id=cfg.source_id,
         )
 
-    from cvgl_ros.tiles.cache import TileCache
+    from cvgl_ros.tiles.cache import TileCache, is_writable
     from cvgl_ros.tiles.patch import TilePatchSource
     from cvgl_ros.tiles.prefetch import Prefetcher
     from cvgl_ros.tiles.provider import TileProvider
@@ -94,7 +95,10 @@ def build_patch_source(
         provider = TileProvider(local, cache=None, offline=False, cache_config=cache_config)
         return TilePatchSource(provider, patch)
 
-    cache = TileCache(cache_path or default_cache_path(), cache_config or CacheConfig())
+    path = Path(cache_path) if cache_path else default_cache_path()
+    # Offline, a pre-filled cache may sit on a read-only mount: read it without writing.
+    read_only = offline and path.is_file() and not is_writable(path)
+    cache = TileCache(path, cache_config or CacheConfig(), read_only=read_only)
     remote = None if offline else build_tile_source(cfg, session=session)
     provider = TileProvider(
         remote,

@@ -63,7 +63,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.ros_args = ros_args
     level = logging.WARNING - 10 * min(int(args.verbose), 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print(f"cvgl-ros {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            raise  # -v: the whole traceback, for bug reports
+        print(f"cvgl-ros {args.command}: error: {describe_error(exc)}", file=sys.stderr)
+        return 1
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line saying what went wrong: the message of an error meant for users (a missing
+    or corrupt bag, a bad parameter file, an unreadable map or tile cache), the exception
+    type and message of anything else."""
+    from cvgl_ros.ros.errors import RosAdapterError
+    from cvgl_ros.tiles.errors import TilesError
+
+    user_errors: tuple[type[BaseException], ...] = (RosAdapterError, TilesError, OSError)
+    replay = sys.modules.get("cvgl_ros.tools.replay")
+    if replay is not None:
+        user_errors += (replay.ReplayError,)
+    text = str(exc) if isinstance(exc, user_errors) else f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split()) or type(exc).__name__
+    if not isinstance(exc, user_errors):
+        text += " (run with -v for the traceback)"
+    return text
 
 
 if __name__ == "__main__":

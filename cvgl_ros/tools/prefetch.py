@@ -196,9 +196,11 @@ def run_prefetch(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from cvgl_ros.tiles.errors import TilesError
+
     try:
         summary = run_prefetch(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, TilesError) as exc:  # incl. an unusable cache file
         print(f"prefetch: error: {exc}", file=sys.stderr)
         return 2
     s = summary

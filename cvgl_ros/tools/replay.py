@@ -219,11 +219,29 @@ def _open_reader(bag: str | Path) -> Any:
     return reader
 
 
-def resolve_topics(available: set[str], topics: BagTopics) -> dict[str, str]:
+_ROLE_OPTIONS = {
+    "image": "--image-topic",
+    "camera_info": "--camera-info-topic",
+    "fix": "--fix-topic",
+    "imu": "--imu-topic",
+}
+
+
+def resolve_topics(
+    available: set[str], topics: BagTopics, required: Sequence[str] = ("image",)
+) -> dict[str, str]:
     """Map roles (image, camera_info, fix, imu) to topics present in the bag.
 
-    The image falls back to ``<image>/compressed``. Raises ReplayError when there is no image
-    and no fix topic.
+    The image falls back to ``<image>/compressed``.
+
+    Args:
+        available: the bag's topics.
+        topics: the topic of each role.
+        required: roles the bag must have.
+
+    Raises:
+        ReplayError: a required role's topic is not in the bag (the message lists the bag's
+            topics and the option that names the role's topic).
     """
     resolved: dict[str, str] = {}
     for role in ("image", "camera_info", "fix", "imu"):
@@ -232,14 +250,42 @@ def resolve_topics(available: set[str], topics: BagTopics) -> dict[str, str]:
             resolved[role] = name
         elif role == "image" and f"{name}/compressed" in available:
             resolved[role] = f"{name}/compressed"
-    if "image" not in resolved:
-        raise ReplayError(
-            f"bag has no image topic {topics.image!r} (or its /compressed); topics: "
-            f"{sorted(available)}"
-        )
+    for role in required:
+        if role not in resolved:
+            also = " (or its /compressed)" if role == "image" else ""
+            raise ReplayError(
+                f"bag has no {role.replace('_', ' ')} topic {getattr(topics, role)!r}{also}; "
+                f"topics: {sorted(available)} (choose one with {_ROLE_OPTIONS[role]})"
+            )
     if "fix" not in resolved:
         LOGGER.warning("bag has no fix topic %r: every frame will be no_fix", topics.fix)
     return resolved
+
+
+def check_bag(bag: str | Path, topics: BagTopics, required: Sequence[str]) -> None:
+    """Open the bag and check that it has the ``required`` roles' topics (fills ``resolved``).
+
+    Raises:
+        ReplayError: the bag is missing, unreadable, or lacks a required topic.
+    """
+    reader = _open_reader(bag)
+    try:
+        topics.resolved = resolve_topics({c.topic for c in reader.connections}, topics, required)
+    finally:
+        reader.close()
+
+
+def required_roles(configs: Any) -> tuple[str, ...]:
+    """Roles a bag must have for the node configuration: image, fix, and CameraInfo (pinhole).
+
+    Without fixes every frame would be ``no_fix`` and without CameraInfo every pinhole frame
+    an error: a replay that can only fail is refused up front. A missing IMU is allowed: the
+    pipeline falls back to the static mount with an inflated covariance and counts it.
+    """
+    roles = ["image", "fix"]
+    if configs.node.camera_model == "pinhole":
+        roles.append("camera_info")
+    return tuple(roles)
 
 
 def iter_bag(bag: str | Path, topics: BagTopics) -> Iterator[tuple[str, int, Any]]:
@@ -695,7 +741,11 @@ def replay_through_node(
     from cvgl_ros.ros.node import CvglNode, StartupError
     from cvgl_ros.ros.params import configs_from_params, merged_values
 
-    values = merged_values(config, [*overrides, "diagnostics_rate_hz:=50.0"])
+    # The player's publishers are reliable: a reliable subscription from the start, so that
+    # no switch of image_qos auto can lose a lock-stepped image (--set image_qos:=... wins).
+    values = merged_values(
+        config, ["image_qos:=reliable", *overrides, "diagnostics_rate_hz:=50.0"]
+    )
     configs = configs_from_params(values)  # fail early with the parameter's name
     settings = configs.node
     params = [
@@ -964,12 +1014,18 @@ def replay(
     Returns:
         Records, summary and the output directory.
     """
+    from cvgl_ros.ros.errors import ParameterError
+    from cvgl_ros.ros.params import configs_from_params, merged_values
+
     if not Path(bag).exists():
         raise ReplayError(f"bag not found: {bag}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     topics = topics or BagTopics()
     all_overrides = build_overrides(map_source, overrides, keep_debug)
+    # Parameters and bag first: both fail in milliseconds, building the localizer does not.
+    configs = configs_from_params(merged_values(config, all_overrides))
+    check_bag(bag, topics, required_roles(configs))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     bag_writer: OutBagWriter | None = None
     if through_node:
         records, extra = replay_through_node(
@@ -985,7 +1041,13 @@ def replay(
     else:
         from cvgl_ros.ros.pipeline import Pipeline
 
-        pipeline = Pipeline.from_params_file(config, all_overrides)
+        try:
+            pipeline = Pipeline.from_configs(configs)
+        except (ParameterError, ImportError):
+            raise
+        except Exception as exc:  # the components' own: unreadable map, weights or cache
+            what = f"{type(exc).__name__}: {exc}"
+            raise ReplayError(f"cannot build the localizer: {what}") from exc
         if out_bag:
             s = pipeline.configs.node
             bag_writer = OutBagWriter(out / "out_bag", s.map_frame, s.fix_frame_id)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -36,13 +37,19 @@ def ros_arguments(params_file: str | None, overrides: list[str], ros_args: list[
 
 
 def _main(args: argparse.Namespace) -> int:
+    from cvgl_ros.ros.errors import ParameterError
+    from cvgl_ros.ros.params import read_params_file
+
     if args.params_file and not Path(args.params_file).is_file():
-        print(f"cvgl-ros run: parameter file not found: {args.params_file}")
+        print(f"cvgl-ros run: parameter file not found: {args.params_file}", file=sys.stderr)
         return 2
     try:
+        if args.params_file:
+            # rcl's own parser would fail later with a C-level message and a traceback.
+            read_params_file(args.params_file)
         argv = ros_arguments(args.params_file, list(args.param or []), list(args.ros_args))
-    except ValueError as exc:
-        print(f"cvgl-ros run: {exc}")
+    except (ParameterError, ValueError) as exc:
+        print(f"cvgl-ros run: {exc}", file=sys.stderr)
         return 2
     from cvgl_ros.ros.node import main as node_main
 

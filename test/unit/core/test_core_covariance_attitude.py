@@ -216,3 +216,34 @@ def test_tilt_error_is_covered_by_the_attitude_term(
     # ... and which the residual-driven covariance alone cannot see.
     _, cov0, _, _ = _localize(depth, replace(ATTITUDE_ONLY, attitude_sigma_rad=0.0), tilt)
     assert nees(err, cov0) > CHI2_3DOF_95
+
+
+def test_one_frame_can_carry_its_own_attitude_sigma() -> None:
+    """``localize(..., attitude_sigma_rad=)`` replaces the configured term for that frame only:
+    the pipeline passes the static mount's uncertainty when the expected IMU is missing."""
+    depth = GroundPlaneDepth(ALTITUDE_M)
+    cfg = LocalizerConfig(covariance=replace(ATTITUDE_ONLY, attitude_sigma_rad=0.0))
+    loc = Localizer(cfg, _NadirTruthMatcher(), depth, _Patches(), WORLD)
+    lat, lon = WORLD.to_wgs84(TRUTH_EN_M[0] + 3.0, TRUTH_EN_M[1] - 2.0)
+    prior = GnssPrior(float(lat), float(lon), np.eye(2) * 25.0, stamp_s=1.0)
+    # The body is tilted by 0.05 rad, which the static (level) mount does not know.
+    r_gc = _tilt(0.05, 0.7) @ gravity_from_camera_for_mount("nadir")
+    plain = loc.localize(IMAGE, CAM, prior, r_gc, 1.0)
+    wide = loc.localize(IMAGE, CAM, prior, r_gc, 2.0, attitude_sigma_rad=0.05)
+    again = loc.localize(IMAGE, CAM, prior, r_gc, 3.0)
+    assert plain.ok and wide.ok and again.ok
+    err = np.array(
+        [
+            plain.east_m - TRUTH_EN_M[0],
+            plain.north_m - TRUTH_EN_M[1],
+            math.remainder(plain.yaw_enu_rad - TRUTH_YAW_RAD, math.tau),
+        ]
+    )
+    assert float(np.hypot(err[0], err[1])) > 2.0  # about altitude x tilt = 4 m
+    assert nees(err, plain.cov_en_yaw) > CHI2_3DOF_95  # confident and wrong without it
+    assert nees(err, wide.cov_en_yaw) <= CHI2_3DOF_95  # covered with the frame's sigma
+    diff = np.diag(wide.cov_en_yaw - plain.cov_en_yaw)
+    assert (0.05 * ALTITUDE_M) ** 2 < diff[0] < (0.05 * 1.3 * ALTITUDE_M) ** 2
+    np.testing.assert_allclose(again.cov_en_yaw, plain.cov_en_yaw)  # not sticky
+    bad = loc.localize(IMAGE, CAM, prior, r_gc, 4.0, attitude_sigma_rad=-1.0)
+    assert not bad.ok and "attitude_sigma_rad" in bad.reasons[0]

@@ -120,6 +120,81 @@ class TestImageToRgb:
             convert.image_to_rgb(empty)
 
 
+# Bytes per pixel of every supported encoding, and a valid pixel array for it.
+_PIXEL_BYTES = {
+    e: convert._RAW_ENCODINGS[e][0] * np.dtype(convert._RAW_ENCODINGS[e][1]).itemsize
+    for e in convert.SUPPORTED_ENCODINGS
+}
+
+
+def _pixels_for(encoding: str, h: int = 6, w: int = 8) -> np.ndarray:
+    channels, dtype, _ = convert._RAW_ENCODINGS[encoding]
+    rng = np.random.default_rng(7)
+    info = np.iinfo(dtype)
+    pixels = rng.integers(0, int(info.max) + 1, size=(h, w, channels), dtype=dtype)
+    return pixels[:, :, 0] if channels == 1 else pixels
+
+
+class TestImageLayoutAgainstEncoding:
+    """The layout (step, width, data length) must agree with the encoding exactly."""
+
+    @pytest.mark.parametrize("encoding", convert.SUPPORTED_ENCODINGS)
+    def test_every_encoding_decodes_exact_and_padded_rows(self, encoding: str) -> None:
+        pixels = _pixels_for(encoding)
+        assert convert.image_to_rgb(_image(pixels, encoding)).shape == (6, 8, 3)
+        row = 8 * _PIXEL_BYTES[encoding]
+        padded = convert.image_to_rgb(_image(pixels, encoding, step=row + 7))  # 7 < width
+        np.testing.assert_array_equal(padded, convert.image_to_rgb(_image(pixels, encoding)))
+
+    @pytest.mark.parametrize("true_encoding", convert.SUPPORTED_ENCODINGS)
+    @pytest.mark.parametrize("label", convert.SUPPORTED_ENCODINGS)
+    def test_bytes_under_a_label_of_another_pixel_size_are_refused(
+        self, true_encoding: str, label: str
+    ) -> None:
+        if _PIXEL_BYTES[label] == _PIXEL_BYTES[true_encoding]:
+            return  # same layout (bgr8 vs rgb8, mono16 vs 16UC1): nothing to detect
+        msg = _image(_pixels_for(true_encoding), true_encoding)
+        msg.encoding = label  # step and data stay those of the true encoding
+        with pytest.raises(ImageConversionError) as info:
+            convert.image_to_rgb(msg)
+        assert info.value.reason in ("encoding_mismatch", "bad_size")
+
+    def test_rgb8_labelled_16uc1_is_refused(self) -> None:
+        """The field case: rgb8 bytes labelled 16UC1, whose step passes the old size check."""
+        msg = _image(RGB, "rgb8")
+        msg.encoding = "16UC1"
+        with pytest.raises(ImageConversionError) as info:
+            convert.image_to_rgb(msg)
+        assert info.value.reason == "encoding_mismatch" and "16UC1" in str(info.value)
+        # ... and with the step rewritten to fit 16UC1, the data is too long.
+        msg.step = 2 * RGB.shape[1]
+        with pytest.raises(ImageConversionError) as info:
+            convert.image_to_rgb(msg)
+        assert info.value.reason == "data_size_mismatch"
+
+    def test_wrong_width_height_and_extra_bytes_are_refused(self) -> None:
+        narrow = _image(RGB, "rgb8")
+        narrow.width = 4  # step 24 B for 4 px = 6 B per pixel
+        short = _image(RGB, "rgb8")
+        short.height = 3  # twice the data step x height promises
+        extra = _image(RGB, "rgb8")
+        extra.data = extra.data + b"\0" * 5
+        for msg, reason in (
+            (narrow, "encoding_mismatch"),
+            (short, "data_size_mismatch"),
+            (extra, "data_size_mismatch"),
+        ):
+            with pytest.raises(ImageConversionError) as info:
+                convert.image_to_rgb(msg)
+            assert info.value.reason == reason
+
+    def test_odd_width_yuv422_is_a_bad_size(self) -> None:
+        uyvy = np.full((4, 5, 2), 128, np.uint8)
+        with pytest.raises(ImageConversionError) as info:
+            convert.image_to_rgb(_image(uyvy, "uyvy"))
+        assert info.value.reason == "bad_size"
+
+
 class TestCompressed:
     @pytest.mark.parametrize("ext", [".png", ".jpg"])
     def test_decodes_png_and_jpeg(self, ext: str) -> None:
@@ -189,14 +264,39 @@ class TestCameraInfo:
         with pytest.raises(CameraInfoError):
             convert.camera_from_camera_info(_info(distortion_model="equidistant"))
 
-    def test_camera_follows_a_resized_stream(self) -> None:
+    def test_k_for_another_image_size_is_refused(self) -> None:
+        """The field case: declared 3x the image, K for the real size (and variants)."""
+        for bad in (
+            _info(width=1920, height=1440),  # K of 640x480 in a 1920x1440 CameraInfo
+            _info(k=[250.0, 0, 159.75, 0, 255.0, 119.75, 0, 0, 1]),  # K of 320x240
+            _info(k=[1000.0, 0, 639.5, 0, 1020.0, 479.5, 0, 0, 1]),  # K of 1280x960
+            _info(k=[500.0, 0, -20.0, 0, 510.0, 239.5, 0, 0, 1]),  # outside the image
+        ):
+            with pytest.raises(CameraInfoError) as info:
+                convert.camera_from_camera_info(bad, max_principal_point_offset_fraction=0.2)
+            assert info.value.reason == "principal_point"
+        # Only "inside the image" with the loosest limit; a K of 320x240 then passes.
+        loose = _info(k=[250.0, 0, 159.75, 0, 255.0, 119.75, 0, 0, 1])
+        assert convert.camera_from_camera_info(loose, 0.5).cx_px == 159.75
+        for k in ([math.nan, 0, 319.5, 0, 510.0, 239.5, 0, 0, 1], [-500.0] + [0.0] * 8):
+            with pytest.raises(CameraInfoError) as info:
+                convert.camera_from_camera_info(_info(k=k))
+            assert info.value.reason == "uncalibrated"
+
+    def test_camera_follows_a_resized_stream_only_when_allowed(self) -> None:
         cam = convert.camera_from_camera_info(_info())
-        half = convert.camera_for_image(cam, 320, 240)
+        half = convert.camera_for_image(cam, 320, 240, allow_resize=True)
         assert (half.fx_px, half.cx_px) == (250.0, 159.5)
         assert convert.camera_for_image(cam, 640, 480) is cam
         with pytest.raises(CameraInfoError) as info:
-            convert.camera_for_image(cam, 640, 200)
+            convert.camera_for_image(cam, 640, 200, allow_resize=True)
         assert info.value.reason == "size_mismatch"
+        # By default an unexplained size factor is refused, whatever the aspect.
+        with pytest.raises(CameraInfoError) as info:
+            convert.camera_for_image(cam, 320, 240)
+        assert info.value.reason == "size_mismatch" and "camera_info_allow_resize" in str(
+            info.value
+        )
 
 
 def _fix(**kw: Any) -> NS:

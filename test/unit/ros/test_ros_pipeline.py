@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from cvgl_ros.core.geodesy import LocalEnu
 from cvgl_ros.core.types import GnssPrior, PoseEstimate, PoseStatus
 from cvgl_ros.ros.convert import s_to_sec_nanosec
-from cvgl_ros.ros.errors import FixRejectedError
+from cvgl_ros.ros.errors import FixRejectedError, ImuRejectedError
 from cvgl_ros.ros.params import configs_from_params
-from cvgl_ros.ros.pipeline import FixBuffer, Pipeline
+from cvgl_ros.ros.pipeline import FixBuffer, ImuBuffer, ImuSample, Pipeline, slerp_xyzw
 
 NS = SimpleNamespace
 LAT0, LON0 = 47.3977419, 8.5455938
@@ -111,6 +111,7 @@ class FakeLocalizer:
         stamp_s: float,
         yaw_prior_rad: Any = None,
         yaw_prior_sigma_rad: Any = None,
+        attitude_sigma_rad: Any = None,
     ) -> PoseEstimate:
         self.calls.append(
             dict(
@@ -121,6 +122,7 @@ class FakeLocalizer:
                 stamp_s=stamp_s,
                 yaw=yaw_prior_rad,
                 yaw_sigma=yaw_prior_sigma_rad,
+                attitude_sigma=attitude_sigma_rad,
             )
         )
         if self.raise_exc:
@@ -229,7 +231,7 @@ class TestPipelineRouting:
         assert not loc.calls
 
     def test_compressed_image_and_resized_stream(self) -> None:
-        p, loc = _pipeline()
+        p, loc = _pipeline(camera_info_allow_resize=True)
         p.on_camera_info(_info(64, 48))
         p.on_fix(_fix(5.0))
         _, buf = cv2.imencode(".jpg", np.full((24, 32, 3), 90, np.uint8))
@@ -251,26 +253,31 @@ class TestPipelineRouting:
         p, loc = _pipeline(use_imu=True, use_imu_yaw=True, camera_mount="nadir")
         p.on_camera_info(_info())
         p.on_fix(_fix(1.0))
-        p.on_image(_img(1.0))  # no IMU yet: static nadir mount
+        p.on_image(_img(1.0))  # no IMU yet: static nadir mount, inflated attitude sigma
         static = loc.calls[-1]["gravity"]
         np.testing.assert_allclose(static @ [0, 0, 1], [0, 0, -1], atol=1e-12)  # looks down
         assert loc.calls[-1]["yaw"] is None
+        assert loc.calls[-1]["attitude_sigma"] == pytest.approx(0.05)
         roll = 0.1
-        imu = NS(
-            header=_header(1.0),
-            orientation=NS(x=math.sin(roll / 2), y=0.0, z=0.0, w=math.cos(roll / 2)),
-            orientation_covariance=[0.01, 0, 0, 0, 0.01, 0, 0, 0, 0.09],
-        )
-        assert p.on_imu(imu)
+        for stamp in (1.0, 1.2):
+            imu = NS(
+                header=_header(stamp),
+                orientation=NS(x=math.sin(roll / 2), y=0.0, z=0.0, w=math.cos(roll / 2)),
+                orientation_covariance=[0.01, 0, 0, 0, 0.01, 0, 0, 0, 0.09],
+            )
+            assert p.on_imu(imu)
         p.on_image(_img(1.1))
         tilted = loc.calls[-1]["gravity"]
         assert not np.allclose(tilted, static)
         assert loc.calls[-1]["yaw"] == pytest.approx(0.0) and loc.calls[-1]["yaw_sigma"] == (
             pytest.approx(0.3)
         )
+        assert loc.calls[-1]["attitude_sigma"] is None  # the configured term applies
         p.on_fix(_fix(5.0))
-        p.on_image(_img(5.0))  # IMU too old (max_imu_age_s 0.5): back to the static mount
+        p.on_image(_img(5.0))  # no IMU sample around the image: back to the static mount
         np.testing.assert_allclose(loc.calls[-1]["gravity"], static)
+        assert loc.calls[-1]["attitude_sigma"] == pytest.approx(0.05)
+        assert p.stats_snapshot()["attitude_fallbacks"] == {"no_imu": 1, "not_bracketed": 1}
         assert (
             p.on_imu(
                 NS(
@@ -305,6 +312,166 @@ class TestPipelineRouting:
         msg.header.stamp.nanosec = 123_456_789
         result = p.process_image(msg)
         assert result.stamp == (1_700_000_000, 123_456_789) and result.frame_id == "cam"
+
+
+def _imu(stamp_s: float, roll_rad: float = 0.0) -> NS:
+    return NS(
+        header=_header(stamp_s),
+        orientation=NS(x=math.sin(roll_rad / 2), y=0.0, z=0.0, w=math.cos(roll_rad / 2)),
+        orientation_covariance=[0.01, 0, 0, 0, 0.01, 0, 0, 0, 0.09],
+    )
+
+
+def _angle_between(q0: tuple[float, ...], q1: tuple[float, ...]) -> float:
+    return 2.0 * math.acos(min(1.0, abs(float(np.dot(q0, q1)))))
+
+
+class TestImuBuffer:
+    @given(
+        st.lists(st.floats(-1.0, 1.0), min_size=4, max_size=4),
+        st.lists(st.floats(-1.0, 1.0), min_size=4, max_size=4),
+        st.floats(0.0, 1.0),
+    )
+    def test_slerp_moves_along_the_shorter_arc(
+        self, a: list[float], b: list[float], w: float
+    ) -> None:
+        if np.linalg.norm(a) < 0.1 or np.linalg.norm(b) < 0.1:
+            return
+        q0 = tuple(np.asarray(a) / np.linalg.norm(a))
+        q1 = tuple(np.asarray(b) / np.linalg.norm(b))
+        q = slerp_xyzw(q0, q1, w)
+        assert np.linalg.norm(q) == pytest.approx(1.0)
+        total = _angle_between(q0, q1)
+        assert _angle_between(q0, q) == pytest.approx(w * total, abs=2e-3)
+        assert _angle_between(q, q1) == pytest.approx((1.0 - w) * total, abs=2e-3)
+
+    def test_brackets_interpolates_and_refuses_the_rest(self) -> None:
+        buf = ImuBuffer(8)
+        with pytest.raises(ImuRejectedError) as info:
+            buf.sample_at(1.0, 0.5, 0.02)
+        assert info.value.reason == "no_imu"
+        q0, q1 = (0.0, 0.0, 0.0, 1.0), (math.sin(0.1), 0.0, 0.0, math.cos(0.1))  # roll 0.2
+        buf.add(ImuSample(1.1, q1, 0.2))
+        buf.add(ImuSample(1.0, q0, 0.1))  # out of order: inserted before
+        mid = buf.sample_at(1.05, 0.5, 0.02)
+        assert _angle_between(mid.orientation_xyzw, q0) == pytest.approx(0.1, abs=1e-9)
+        assert mid.stamp_s == 1.05 and mid.yaw_sigma_rad == 0.2
+        assert buf.sample_at(1.11, 0.5, 0.02).orientation_xyzw == q1  # within tolerance
+        for stamp in (1.2, 0.9):  # beyond the newest / before the oldest
+            with pytest.raises(ImuRejectedError) as info:
+                buf.sample_at(stamp, 0.5, 0.02)
+            assert info.value.reason == "not_bracketed"
+        buf.add(ImuSample(2.0, q0, 0.1))
+        with pytest.raises(ImuRejectedError) as info:
+            buf.sample_at(1.5, 0.3, 0.02)  # samples 0.4 s and 0.5 s away
+        assert info.value.reason == "gap"
+        assert buf.sample_at(1.5, 0.5, 0.02).stamp_s == 1.5
+        buf.add(ImuSample(-100.0, q0, 0.1))  # the clock jumped back: start over
+        assert len(buf) == 1
+
+
+class TestBadInputsAreRefusedOrCounted:
+    def test_camera_info_declaring_three_times_the_image_is_refused(self) -> None:
+        """The field case: declared 3x the image, K for the real size -> 38 m errors."""
+        p, loc = _pipeline()
+        info = _info(96, 72)
+        info.k = [30.0, 0, 16.0, 0, 30.0, 12.0, 0, 0, 1]  # K of the real 32x24 image
+        assert not p.on_camera_info(info)
+        p.on_fix(_fix(1.0))
+        est = p.on_image(_img(1.0))
+        assert est.status is PoseStatus.ERROR and "no CameraInfo" in est.reasons[0]
+        assert not loc.calls
+        assert p.stats_snapshot()["skipped"] == {"camera_info:principal_point": 1}
+
+    def test_camera_info_of_another_resolution_is_not_stretched_over_the_image(self) -> None:
+        p, loc = _pipeline()
+        assert p.on_camera_info(_info(64, 48))  # consistent, but for a 64x48 image
+        p.on_fix(_fix(1.0))
+        est = p.on_image(_img(1.0))  # 32x24
+        assert est.status is PoseStatus.ERROR and "camera_info_allow_resize" in est.reasons[0]
+        assert not loc.calls
+        assert p.stats_snapshot()["skipped"] == {"camera_info:size_mismatch": 1}
+
+    def test_mislabelled_encoding_is_a_counted_skip(self) -> None:
+        p, loc = _pipeline()
+        p.on_camera_info(_info())
+        p.on_fix(_fix(1.0))
+        assert p.on_image(_img(1.0, encoding="16UC1")).status is PoseStatus.BAD_IMAGE
+        assert not loc.calls
+        assert p.stats_snapshot()["skipped"] == {"image:encoding_mismatch": 1}
+
+    def test_duplicate_stamp_is_dropped_and_counted(self) -> None:
+        p, loc = _pipeline()
+        p.on_camera_info(_info())
+        p.on_fix(_fix(1.0))
+        assert p.on_image(_img(1.0)).ok
+        again = p.on_image(_img(1.0))
+        assert again.status is PoseStatus.BAD_IMAGE and "duplicate" in again.reasons[0]
+        assert len(loc.calls) == 1
+        snap = p.stats_snapshot()
+        assert snap["skipped"] == {"image:duplicate_stamp": 1} and snap["poses_ok"] == 1
+
+    def test_out_of_order_images_are_localized_and_counted(self) -> None:
+        p, loc = _pipeline()
+        p.on_camera_info(_info())
+        p.on_fix(_fix(1.0))
+        assert p.on_image(_img(1.2)).ok
+        assert p.on_image(_img(1.1)).ok  # older stamp: its own prior, IMU and patch
+        assert [c["stamp_s"] for c in loc.calls] == pytest.approx([1.2, 1.1])
+        assert p.stats_snapshot()["images_out_of_order"] == 1
+
+    def test_a_looped_bag_is_not_a_stream_of_duplicates(self) -> None:
+        p, loc = _pipeline()
+        p.on_camera_info(_info())
+        for _ in range(2):  # the same stamps again after the clock jumped back
+            p.on_fix(_fix(1000.0))
+            assert p.on_image(_img(1000.0)).ok
+            p.on_fix(_fix(2000.0))
+            assert p.on_image(_img(2000.0)).ok
+        assert len(loc.calls) == 4 and not p.stats_snapshot()["skipped"]
+
+    def test_late_imu_falls_back_with_the_static_attitude_sigma(self) -> None:
+        p, loc = _pipeline(use_imu=True, camera_mount="nadir")
+        p.on_camera_info(_info())
+        p.on_fix(_fix(1.0))
+        for t in (0.9, 1.0):
+            p.on_imu(_imu(t, 0.1))
+        p.on_image(_img(1.2))  # the IMU lags the camera: its newest sample is 0.2 s old
+        assert loc.calls[-1]["attitude_sigma"] == pytest.approx(0.05)
+        static = loc.calls[-1]["gravity"]
+        np.testing.assert_allclose(static @ [0, 0, 1], [0, 0, -1], atol=1e-12)
+        p.on_imu(_imu(1.3, 0.1))  # now the image at 1.25 is bracketed
+        p.on_image(_img(1.25))
+        assert loc.calls[-1]["attitude_sigma"] is None
+        assert not np.allclose(loc.calls[-1]["gravity"], static)
+        p.on_image(_img(0.5))  # an out-of-order image older than the IMU buffer
+        assert loc.calls[-1]["attitude_sigma"] == pytest.approx(0.05)
+        snap = p.stats_snapshot()
+        assert snap["attitude_fallbacks"] == {"not_bracketed": 2}
+        assert snap["last_attitude_source"] == "static_mount:not_bracketed"
+
+    def test_interpolated_attitude_of_an_out_of_order_image(self) -> None:
+        from cvgl_ros.core.mount import gravity_from_imu
+
+        p, loc = _pipeline(use_imu=True, camera_mount="nadir")
+        p.on_camera_info(_info())
+        p.on_fix(_fix(1.0))
+        for t, roll in ((0.9, 0.0), (1.0, 0.2), (1.1, 0.4)):
+            p.on_imu(_imu(t, roll))
+        p.on_image(_img(1.08))
+        p.on_image(_img(0.95))  # older: interpolated between 0.9 and 1.0, not the newest
+        expected = gravity_from_imu(
+            (math.sin(0.05), 0.0, 0.0, math.cos(0.05)), p._body_from_camera
+        )
+        np.testing.assert_allclose(loc.calls[-1]["gravity"], expected, atol=1e-9)
+        assert loc.calls[-1]["attitude_sigma"] is None
+
+    def test_static_sigma_never_lowers_the_configured_attitude_term(self) -> None:
+        p, loc = _pipeline(use_imu=True, **{"covariance.attitude_sigma_rad": 0.2})
+        p.on_camera_info(_info())
+        p.on_fix(_fix(1.0))
+        p.on_image(_img(1.0))
+        assert loc.calls[-1]["attitude_sigma"] == pytest.approx(0.2)
 
 
 @pytest.mark.data

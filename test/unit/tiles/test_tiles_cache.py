@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cvgl_ros.tiles import CacheConfig, CacheFullError, TileDecodeError
+from cvgl_ros.tiles import CacheConfig, CacheError, CacheFullError, TileDecodeError
 from cvgl_ros.tiles.cache import TileCache
 from cvgl_ros.tiles.imaging import check_complete, decode_tile, encode_tile
 
@@ -167,3 +171,112 @@ def test_cache_config_validation() -> None:
         CacheConfig(max_size_bytes=0)
     with pytest.raises(ValueError, match="synchronous"):
         CacheConfig(synchronous="OFF")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- read-only caches
+
+_OFFLINE_PROBE = """
+import sys
+from cvgl_ros.tiles import PatchConfig, build_patch_source
+from cvgl_ros.tiles.config import TileSourceConfig
+
+src = TileSourceConfig(source="http://127.0.0.1:9/{z}/{x}/{y}.png", source_id="src")
+ps = build_patch_source(
+    src, sys.argv[1], PatchConfig(patch_size_px=128, patch_m_per_px=1.0), offline=True
+)
+patch = ps.patch_at(47.0, 8.0)
+print(ps.provider.cache.open_mode, float(patch.valid_mask.mean()))
+ps.close()
+"""
+
+
+def _prefilled(path: Path) -> Path:
+    """A cache holding the zoom-17 tiles within 150 m of (47, 8), closed cleanly."""
+    from cvgl_ros.tiles.geo import tiles_in_radius
+
+    with TileCache(path) as c:
+        for i, (z, x, y) in enumerate(tiles_in_radius(47.0, 8.0, 150.0, 17)):
+            c.put("src", z, x, y, _tile(i))
+    return path
+
+
+class TestReadOnly:
+    def test_offline_opens_an_unwritable_cache_read_only(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from cvgl_ros.tiles import PatchConfig, build_patch_source
+        from cvgl_ros.tiles import cache as cache_module
+        from cvgl_ros.tiles.config import TileSourceConfig
+
+        path = _prefilled(tmp_path / "c.mbtiles")
+        before = path.read_bytes()
+        src = TileSourceConfig(source="http://127.0.0.1:9/{z}/{x}/{y}.png", source_id="src")
+        cfg = PatchConfig(patch_size_px=128, patch_m_per_px=1.0)
+        # Tests run as root, for whom permission bits never stop a write: stand in for a
+        # read-only file (the real mount is the next test).
+        monkeypatch.setattr(cache_module, "is_writable", lambda p: False)
+        ps = build_patch_source(src, path, cfg, offline=True)
+        try:
+            assert ps.provider.cache.open_mode == "read_only"
+            assert ps.patch_at(47.0, 8.0).valid_mask.mean() == 1.0
+            with pytest.raises(CacheError, match="read-only"):
+                ps.provider.cache.put("src", 17, 1, 1, _tile(0))
+        finally:
+            ps.close()
+        assert path.read_bytes() == before  # no access time, no eviction, no schema write
+        online = build_patch_source(src, path, cfg, offline=False)  # online: read-write
+        try:
+            assert online.provider.cache.open_mode == "read_write"
+        finally:
+            online.close()
+
+    def test_read_only_mount_is_usable_offline(self, tmp_path: Path) -> None:
+        """A real read-only bind mount (which stops root too), in a private mount namespace."""
+        if shutil.which("unshare") is None or shutil.which("mount") is None:
+            pytest.skip("unshare/mount not available: cannot make a read-only mount")
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        _prefilled(folder / "tiles.mbtiles")
+        script = tmp_path / "probe.py"
+        script.write_text(_OFFLINE_PROBE)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        mount = f"mount --bind -o ro {folder} {folder}"
+        proc = subprocess.run(
+            [
+                *("unshare", "-m", "sh", "-c", f'{mount} && exec "$0" "$@"', sys.executable),
+                *(str(script), str(folder / "tiles.mbtiles")),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        refused = "mount" in proc.stderr or "unshare" in proc.stderr
+        if proc.returncode != 0 and refused and "Traceback" not in proc.stderr:
+            pytest.skip(f"no private read-only mount here: {proc.stderr.strip()[:200]}")
+        assert proc.returncode == 0, proc.stderr
+        mode, valid = proc.stdout.split()
+        assert mode in ("read_only", "immutable") and float(valid) == 1.0
+        assert sorted(p.name for p in folder.iterdir()) == ["tiles.mbtiles"]  # no WAL files
+
+    def test_read_only_cache_must_exist_and_be_ours(self, tmp_path: Path) -> None:
+        with pytest.raises(CacheError, match="does not exist"):
+            TileCache(tmp_path / "missing.mbtiles", read_only=True)
+        empty = tmp_path / "empty.mbtiles"
+        sqlite3.connect(empty).close()
+        empty.write_bytes(b"")
+        with pytest.raises(CacheError):
+            TileCache(empty, read_only=True)
+
+
+def test_a_foreign_sqlite_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "someone_elses.mbtiles"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE tiles (zoom_level, tile_column, tile_row, tile_data)")
+    conn.execute("CREATE TABLE metadata (name, value)")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(CacheError, match="not a cvgl_ros tile cache"):
+        TileCache(path)
+    assert path.read_bytes() == before
