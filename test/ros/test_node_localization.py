@@ -7,6 +7,7 @@ pose and NavSatFix messages, and checks ``~/pose``, ``~/fix`` and ``/diagnostics
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -213,8 +214,12 @@ def test_diagnostics_report_rates_latency_inliers_and_tiles(
     assert float(values["latency_match_ms"]) > 0.0
     assert float(values["inliers_mean"]) >= 12
     assert 0.15 <= float(values["inlier_ratio_mean"]) <= 1.0
-    # The node warms the RANSAC kernel up at start-up; this process has numba.
-    assert values["ransac_implementation"] in ("numba", "numpy (numba kernel compiling)")
+    # The node warms the RANSAC kernel up at start-up when numba is installed (the old-stack
+    # job runs without it: numpy, saying why).
+    if importlib.util.find_spec("numba") is not None:
+        assert values["ransac_implementation"] in ("numba", "numpy (numba kernel compiling)")
+    else:
+        assert values["ransac_implementation"].startswith("numpy (numba is not installed")
     assert values["map_origin"].startswith(f"{scene.origin.origin_lat_deg:.7f}")
     names = {s.name for array in h.diags for s in array.status}
     assert {"/cvgl_node: gnss", "/cvgl_node: tiles"} <= names
