@@ -135,7 +135,8 @@ class CvglNode(Node):
         self._rate_prev: tuple[float, int, int, int] | None = None
         self._worker: threading.Thread | None = None
         self._gpsd: Any = None
-        self._pending_configs: NodeConfigs | None = None
+        # True on rclpy without post-set parameter callbacks (Humble): see set_parameters.
+        self._emulate_post_set = False
 
         self._image_topic = ""
         try:
@@ -160,7 +161,14 @@ class CvglNode(Node):
             raise StartupError(f"cannot build the localizer: {type(exc).__name__}: {exc}") from exc
         self._make_io(configs)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.add_post_set_parameters_callback(self._after_set_parameters)
+        # Iron+ calls post-set callbacks once the values are stored. Humble has none: there the
+        # node's set_parameters / set_parameters_atomically (which the parameter services call)
+        # apply the stored values after a successful set.
+        add_post_set = getattr(self, "add_post_set_parameters_callback", None)
+        if callable(add_post_set):
+            add_post_set(self._after_set_parameters)
+        else:
+            self._emulate_post_set = True
         self._worker = threading.Thread(target=self._work, name="cvgl-localize", daemon=True)
         self._worker.start()
         s = configs.node
@@ -254,18 +262,41 @@ class CvglNode(Node):
             except ParameterError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
         try:
-            self._pending_configs = configs_from_params(values)
+            configs_from_params(values)
         except ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
     def _after_set_parameters(self, params: Sequence[Parameter[Any]]) -> None:
-        configs, self._pending_configs = self._pending_configs, None
-        if configs is None:
+        """Apply the stored parameter values (called once a set succeeded)."""
+        names = [p.name for p in params if p.name in PARAMETERS]
+        if not names or not hasattr(self, "_pipeline"):
+            return  # use_sim_time, QoS overrides, or a set during construction
+        try:
+            configs = configs_from_params(self._current_values())
+        except ParameterError as exc:  # _on_set_parameters accepted them: should not happen
+            self.get_logger().error(f"parameters {', '.join(names)} set but not applied: {exc}")
             return
         self._pipeline.update_configs(configs)
-        names = ", ".join(p.name for p in params)
-        self.get_logger().info(f"parameters updated: {names}")
+        self.get_logger().info(f"parameters updated: {', '.join(names)}")
+
+    def set_parameters(self, parameter_list: list[Parameter[Any]]) -> list[SetParametersResult]:
+        """:meth:`rclpy.node.Node.set_parameters`, applying successful sets on Humble too."""
+        results: list[SetParametersResult] = super().set_parameters(parameter_list)
+        if getattr(self, "_emulate_post_set", False):
+            done = [p for p, r in zip(parameter_list, results, strict=False) if r.successful]
+            if done:
+                self._after_set_parameters(done)
+        return results
+
+    def set_parameters_atomically(
+        self, parameter_list: list[Parameter[Any]]
+    ) -> SetParametersResult:
+        """:meth:`rclpy.node.Node.set_parameters_atomically`, applying on Humble too."""
+        result: SetParametersResult = super().set_parameters_atomically(parameter_list)
+        if getattr(self, "_emulate_post_set", False) and result.successful:
+            self._after_set_parameters(parameter_list)
+        return result
 
     # ------------------------------------------------------------------ topics
 

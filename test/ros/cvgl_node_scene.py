@@ -1,8 +1,9 @@
-"""A synthetic nadir scene over a real orthophoto, shared by the node tests (not a test module).
+"""A synthetic nadir scene over an orthophoto, shared by the node tests (not a test module).
 
-The world is the SpaceNet Atlanta orthophoto read through the real GeoTIFF patch source; the
-camera view is rendered from it by the real renderer at a known pose, so every expected value
-of the node's output is known exactly.
+The world is the SpaceNet Atlanta orthophoto (:func:`make_scene`, needs ``../shared/data``) or
+the procedural SYNTHETIC orthophoto written as a GeoTIFF (:func:`make_synthetic_scene`, needs
+nothing), read through the real GeoTIFF patch source; the camera view is rendered from it by the
+real renderer at a known pose, so every expected value of the node's output is known exactly.
 """
 
 from __future__ import annotations
@@ -80,6 +81,24 @@ def make_scene(
         lat0, lon0 = 0.5 * (south + north), 0.5 * (west + east)
         world = source.patch_at(lat0, lon0)
     origin = LocalEnu(lat0, lon0)
+    camera = PinholeCamera(
+        WIDTH_PX, HEIGHT_PX, FOCAL_PX, FOCAL_PX, (WIDTH_PX - 1) / 2, (HEIGHT_PX - 1) / 2
+    )
+    true_en = np.array([east_m, north_m])
+    image = render_nadir_view(world, camera, true_en, ALTITUDE_M, yaw_rad)
+    lat, lon = origin.to_wgs84(east_m, north_m)
+    return Scene(path, origin, camera, image, true_en, yaw_rad, float(lat), float(lon))
+
+
+def make_synthetic_scene(
+    directory: Path, east_m: float = 14.0, north_m: float = -9.0, yaw_rad: float = 0.6
+) -> Scene:
+    """:func:`make_scene` over the procedural orthophoto, written to ``directory/map.tif``."""
+    from cvgl_ros.sim.synthetic_map import SyntheticMapConfig, synthetic_world, write_geotiff
+
+    world = synthetic_world(SyntheticMapConfig(size_px=900, m_per_px=0.5, seed=11))
+    path = write_geotiff(Path(directory) / "map.tif", world)
+    origin = LocalEnu(world.center_lat_deg, world.center_lon_deg)
     camera = PinholeCamera(
         WIDTH_PX, HEIGHT_PX, FOCAL_PX, FOCAL_PX, (WIDTH_PX - 1) / 2, (HEIGHT_PX - 1) / 2
     )
