@@ -8,9 +8,11 @@ real renderer at a known pose, so every expected value of the node's output is k
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +21,9 @@ from cvgl_ros.core.geodesy import LocalEnu
 from cvgl_ros.ros.convert import s_to_sec_nanosec
 from cvgl_ros.sim.render import render_nadir_view
 from cvgl_ros.tiles import GeoTiffPatchSource
+
+if TYPE_CHECKING:
+    from cvgl_ros.ros.node import CvglNode
 
 ORTHO_RELPATH = Path("spacenet_solaris_samples") / "sample_geotiff.tif"
 WIDTH_PX, HEIGHT_PX, FOCAL_PX = 320, 240, 280.0
@@ -166,3 +171,72 @@ def fix_msg(
     ]
     msg.position_covariance_type = NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN
     return msg
+
+
+class Harness:
+    """The node under test plus a test node publishing inputs and recording outputs."""
+
+    def __init__(self, context: Any, node: CvglNode) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseWithCovarianceStamped
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image, NavSatFix
+
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.node = node
+        self.io = rclpy.create_node("cvgl_test_io", context=context)
+        self.image_pub = self.io.create_publisher(Image, "/camera/image_raw", qos)
+        self.info_pub = self.io.create_publisher(CameraInfo, "/camera/camera_info", qos)
+        self.fix_pub = self.io.create_publisher(NavSatFix, "/gnss/fix", qos)
+        self.poses: list[PoseWithCovarianceStamped] = []
+        self.fixes: list[NavSatFix] = []
+        self.diags: list[DiagnosticArray] = []
+        self.io.create_subscription(
+            PoseWithCovarianceStamped, "/cvgl_node/pose", self.poses.append, qos
+        )
+        self.io.create_subscription(NavSatFix, "/cvgl_node/fix", self.fixes.append, qos)
+        self.io.create_subscription(DiagnosticArray, "/diagnostics", self.diags.append, qos)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(node)
+        self.executor.add_node(self.io)
+
+    def connected(self) -> bool:
+        return all(
+            p.get_subscription_count() > 0 for p in (self.image_pub, self.info_pub, self.fix_pub)
+        )
+
+    def spin_until(
+        self,
+        done: Callable[[], bool],
+        timeout_s: float = 30.0,
+        every: Callable[[], None] | None = None,
+        period_s: float = 0.4,
+    ) -> bool:
+        """Spin both nodes until ``done()``; call ``every()`` each ``period_s``."""
+        deadline = time.monotonic() + timeout_s
+        next_call = 0.0
+        while time.monotonic() < deadline:
+            if done():
+                return True
+            if every is not None and time.monotonic() >= next_call and self.connected():
+                every()
+                next_call = time.monotonic() + period_s
+            self.executor.spin_once(timeout_sec=0.05)
+        return done()
+
+    def localization_status(self, key: str, value: str) -> Any:
+        """The latest localization DiagnosticStatus whose ``key`` equals ``value``, or None."""
+        for array in reversed(self.diags):
+            for status in array.status:
+                if status.name.endswith(": localization"):
+                    values = {kv.key: kv.value for kv in status.values}
+                    if values.get(key) == value:
+                        return status
+        return None
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.io.destroy_node()
+        self.node.destroy_node()

@@ -141,6 +141,8 @@ def test_gpsd_source_delivers_gpsfake_fixes(gpsfake: Callable[[float, float], in
     assert first.lon_deg == pytest.approx(lon, abs=5e-6)
     np.testing.assert_allclose(first.cov_en_m2, np.eye(2) * 16.0)  # no epx/epy: default sigma
     assert abs(first.stamp_s - time.time()) < 30.0  # stamped on the receiving clock
+    # GGA: 250 m above mean sea level, geoid 30 m below the ellipsoid -> 220 m ellipsoidal.
+    assert first.alt_m == pytest.approx(220.0, abs=0.01)
     assert np.all(np.linalg.eigvalsh(first.cov_en_m2) > 0.0)
     stats = source.stats()
     assert stats["connects"] >= 1 and stats["fixes"] >= 2
