@@ -262,7 +262,7 @@ class GpsdSource:
         self._counters = {"connects": 0, "errors": 0, "no_fix": 0, "fixes": 0}
         self._connected = False
         self._last_error = ""
-        self._last_fix_time: str | None = None
+        self._last_fix_key: str | None = None
 
     def start(self) -> None:
         """Start polling (returns at once; connection happens in the thread).
@@ -366,11 +366,13 @@ class GpsdSource:
         if prior is None:
             self._count("no_fix")
             return
-        # gpsd answers every poll with its latest fix; deliver a fix only once.
+        # gpsd answers every poll with its latest fix; deliver a fix only once. The same epoch
+        # turning from 2-D into 3-D (GGA after RMC) is new: it brings the altitude.
         fix_time = str(getattr(report, "time", "") or "")
-        if fix_time and fix_time == self._last_fix_time:
+        fix_key = f"{fix_time}|{prior.alt_m is not None}" if fix_time else None
+        if fix_key is not None and fix_key == self._last_fix_key:
             return
-        self._last_fix_time = fix_time or None
+        self._last_fix_key = fix_key
         self._count("fixes")
         try:
             self._on_prior(prior)

@@ -153,6 +153,16 @@ def test_poll_errors_reconnect_and_no_fix_is_counted() -> None:
     assert "connection reset" in stats["last_error"]
 
 
+def test_an_epoch_turning_3d_is_delivered_again_with_its_altitude() -> None:
+    two_d = _report(mode=2, t="E")
+    three_d = _report(mode=3, t="E")
+    three_d.alt_hae_m = 468.5
+    client = ScriptedClient(0, [two_d, three_d, three_d, _report(t="F")])
+    _, got = _run(client, lambda s, g: len(g) >= 3)
+    # E twice (2-D, then 3-D with its altitude), its repeat dropped, then F (no altitude).
+    assert [p.alt_m for p in got[:3]] == [None, 468.5, None]
+
+
 def test_consumer_exceptions_do_not_stop_the_poller() -> None:
     client = ScriptedClient(0, [_report(t="A"), _report(t="B")])
     calls: list[int] = []
