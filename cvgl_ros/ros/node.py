@@ -574,7 +574,7 @@ class CvglNode(Node):
 class TfCameraExtrinsics:
     """The camera extrinsics from TF: ``base_frame`` <- camera frame, looked up per image.
 
-    Uses ``tf2_ros`` (a ROS 2 install's ``ros-<distro>-tf2-ros``; not on PyPI): a
+    Uses ``tf2_ros`` (a ROS 2 install's ``ros-<distro>-tf2-ros-py``; not on PyPI): a
     ``Buffer`` filled by a ``TransformListener`` on the node (``/tf`` and ``/tf_static``), and
     ``Buffer.lookup_transform(target, source, Time())`` (the latest transform: a static or
     slowly moving mount).
@@ -593,7 +593,7 @@ class TfCameraExtrinsics:
             import tf2_ros
         except ImportError as exc:
             raise StartupError(
-                "extrinsics_source 'tf' needs tf2_ros (apt install ros-$ROS_DISTRO-tf2-ros, "
+                "extrinsics_source 'tf' needs tf2_ros (apt install ros-$ROS_DISTRO-tf2-ros-py, "
                 f"then source the ROS setup): {exc}; or set extrinsics_source: parameters"
             ) from exc
         self._base_frame = base_frame
