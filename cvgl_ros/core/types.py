@@ -52,6 +52,7 @@ class GnssPrior:
         cov_en_m2: (2, 2) float64, m^2, covariance of (east, north) in the local ENU frame.
         stamp_s: time of the fix, seconds (same clock as the image stamps).
         alt_m: WGS84 ellipsoidal altitude, metres, when known.
+        alt_var_m2: variance of ``alt_m``, m^2, when the receiver reports one.
     """
 
     lat_deg: float
@@ -59,6 +60,7 @@ class GnssPrior:
     cov_en_m2: FloatArray
     stamp_s: float = 0.0
     alt_m: float | None = None
+    alt_var_m2: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.lat_deg) and math.isfinite(self.lon_deg)):
@@ -69,6 +71,12 @@ class GnssPrior:
         if cov.shape != (2, 2) or not np.all(np.isfinite(cov)):
             raise ValueError(f"cov_en_m2 must be a finite (2, 2) array, got {cov!r}")
         object.__setattr__(self, "cov_en_m2", cov)
+        if self.alt_m is not None and not math.isfinite(self.alt_m):
+            raise ValueError(f"alt_m must be finite or None, got {self.alt_m}")
+        if self.alt_var_m2 is not None and not (
+            math.isfinite(self.alt_var_m2) and self.alt_var_m2 > 0.0
+        ):
+            raise ValueError(f"alt_var_m2 must be positive or None, got {self.alt_var_m2}")
 
 
 @dataclass(frozen=True)

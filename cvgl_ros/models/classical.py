@@ -43,6 +43,38 @@ FeatureKind = Literal["sift", "akaze", "orb"]
 FEATURE_KINDS: tuple[str, ...] = ("sift", "akaze", "orb")
 
 
+# Whether this OpenCV's SIFT takes ``enable_precise_upscale`` (added in 4.8); None = not yet
+# tried. Detected once, on the first SIFT detector built.
+_SIFT_PRECISE_UPSCALE: bool | None = None
+
+
+def create_sift(max_features: int) -> cv2.Feature2D:
+    """``cv2.SIFT_create`` with precise upscaling where this OpenCV has it (>= 4.8).
+
+    The default 2x upscale of the first octave shifts keypoints by about a quarter pixel (0.12 m
+    on a 0.5 m/px patch); ``enable_precise_upscale`` removes the shift. OpenCV 4.5-4.7 (the
+    ``python3-opencv`` of ROS 2 Humble, Jazzy and Debian bookworm) reject the keyword: there
+    SIFT runs without it, keeping the shift, and a warning says so once.
+    """
+    global _SIFT_PRECISE_UPSCALE
+    if _SIFT_PRECISE_UPSCALE is not False:
+        try:
+            sift = cv2.SIFT_create(  # type: ignore[attr-defined]
+                nfeatures=max_features, enable_precise_upscale=True
+            )
+        except (TypeError, cv2.error):  # OpenCV < 4.8: unknown keyword
+            _SIFT_PRECISE_UPSCALE = False
+            LOGGER.warning(
+                "OpenCV %s has no SIFT precise upscaling (>= 4.8): SIFT keypoints keep a "
+                "quarter-pixel offset",
+                cv2.__version__,
+            )
+        else:
+            _SIFT_PRECISE_UPSCALE = True
+            return sift  # type: ignore[no-any-return]
+    return cv2.SIFT_create(nfeatures=max_features)  # type: ignore[attr-defined,no-any-return]
+
+
 @dataclass(frozen=True)
 class ClassicalMatcherConfig:
     """Configuration of :class:`ClassicalMatcher`.
@@ -311,11 +343,7 @@ class ClassicalMatcher:
     def _make_detector(self, max_features: int) -> cv2.Feature2D:
         feature = self.config.feature
         if feature == "sift":
-            # Precise upscaling: the default 2x upscale of the first octave shifts keypoints by
-            # about a quarter pixel (0.12 m on a 0.5 m/px patch).
-            return cv2.SIFT_create(  # type: ignore[attr-defined,no-any-return]
-                nfeatures=max_features, enable_precise_upscale=True
-            )
+            return create_sift(max_features)
         if feature == "akaze":
             return cv2.AKAZE_create()  # type: ignore[attr-defined,no-any-return]
         return cv2.ORB_create(nfeatures=max_features)  # type: ignore[attr-defined,no-any-return]

@@ -26,11 +26,13 @@ DIAGNOSTICS_TOPIC = "/diagnostics"
 
 # Frames (REP-105).
 DEFAULT_MAP_FRAME = "map"
+DEFAULT_BASE_FRAME = "base_link"
 
 # robot_localization reads a huge variance as "not measured"; zero would claim perfect knowledge.
 UNOBSERVED_VARIANCE = 1.0e6
-"""Variance (m^2 or rad^2) written for z, roll and pitch of ``~/pose`` and the altitude of
-``~/fix``, which this node does not measure."""
+"""Variance (m^2 or rad^2) written for z, roll and pitch of ``~/pose`` and for the altitude of
+``~/fix`` when the GNSS prior reports no altitude variance: quantities this node does not
+measure."""
 MIN_VARIANCE = 1.0e-6
 """Floor (m^2, rad^2) for published variances: a published variance is never zero."""
 
@@ -40,6 +42,7 @@ DIAGNOSTIC_HARDWARE_ID = "cvgl_ros"
 # rosbags-deserialised messages without the ROS message packages installed).
 NAVSAT_STATUS_NO_FIX = -1
 NAVSAT_STATUS_FIX = 0
+NAVSAT_SERVICE_GPS = 1
 COVARIANCE_TYPE_UNKNOWN = 0
 COVARIANCE_TYPE_APPROXIMATED = 1
 COVARIANCE_TYPE_DIAGONAL_KNOWN = 2

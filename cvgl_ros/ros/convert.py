@@ -4,7 +4,7 @@ Readers (message -> core) are duck-typed on field names, so they accept rclpy me
 messages deserialised by the ``rosbags`` package (ROS 2 and ROS 1 bags: ``K``/``D`` field
 spellings included) and plain test doubles alike; they import no ROS package. Writers
 (core -> message) fill rclpy message classes, imported lazily; the pure helpers they use
-(:func:`pose_covariance_6x6`, :func:`navsat_covariance_3x3`, :func:`quaternion_xyzw_from_yaw`)
+(:func:`pose_covariance_6x6`, :func:`navsat_fix_fields`, :func:`quaternion_xyzw_from_yaw`)
 serve writers of other message flavours (rosbags) too.
 """
 
@@ -24,6 +24,7 @@ from cvgl_ros.ros.errors import CameraInfoError, FixRejectedError, ImageConversi
 
 if TYPE_CHECKING:
     from cvgl_ros.core.camera import PinholeCamera
+    from cvgl_ros.core.extrinsics import CameraExtrinsics
 
 # encoding -> (channels, numpy dtype, OpenCV conversion to RGB or None)
 _RAW_ENCODINGS: dict[str, tuple[int, type, int | None]] = {
@@ -453,12 +454,35 @@ def gnss_prior_from_navsatfix(
         if np.all(np.linalg.eigvalsh(m) > 0.0):
             cov = m
     alt = float(getattr(msg, "altitude", math.nan))
+    alt_var = None
+    if cov_type != const.COVARIANCE_TYPE_UNKNOWN and raw.size == 9 and math.isfinite(raw[8]):
+        alt_var = float(raw[8]) if raw[8] > 0.0 else None
     return GnssPrior(
         lat_deg=lat,
         lon_deg=lon,
         cov_en_m2=_clip_covariance(cov, min_sigma_m),
         stamp_s=header_stamp_s(msg),
         alt_m=alt if math.isfinite(alt) else None,
+        alt_var_m2=alt_var if math.isfinite(alt) else None,
+    )
+
+
+def extrinsics_from_transform(msg: Any) -> CameraExtrinsics:
+    """``geometry_msgs/TransformStamped`` (or ``Transform``) ``base <- camera`` -> extrinsics.
+
+    The transform TF returns for ``lookup_transform(base_frame, camera_frame, ...)``: its
+    translation is the camera's origin in the base frame, its rotation ``base_from_camera``.
+
+    Raises:
+        cvgl_ros.core.errors.InvalidInputError: a non-finite or zero rotation or translation.
+    """
+    from cvgl_ros.core.extrinsics import CameraExtrinsics, rotation_from_quaternion_xyzw
+
+    tf = getattr(msg, "transform", msg)
+    t, q = tf.translation, tf.rotation
+    return CameraExtrinsics(
+        rotation_from_quaternion_xyzw(quaternion_xyzw_from_msg(q)),
+        np.array([float(t.x), float(t.y), float(t.z)]),
     )
 
 
@@ -544,14 +568,91 @@ def pose_covariance_6x6(
 
 
 def navsat_covariance_3x3(
-    cov_en_yaw: FloatArray, unobserved_variance: float = const.UNOBSERVED_VARIANCE
+    cov_en_yaw: FloatArray, altitude_var_m2: float = const.UNOBSERVED_VARIANCE
 ) -> list[float]:
-    """(east, north, yaw) covariance -> NavSatFix ``position_covariance`` (ENU, m^2, row-major)."""
+    """(east, north, yaw) covariance -> NavSatFix ``position_covariance`` (ENU, m^2, row-major),
+    with ``altitude_var_m2`` for the up axis (uncorrelated with east/north)."""
     cov = _checked_cov3(cov_en_yaw)
     out = np.zeros((3, 3), dtype=np.float64)
     out[:2, :2] = cov[:2, :2]
-    out[2, 2] = unobserved_variance
+    out[2, 2] = max(float(altitude_var_m2), const.MIN_VARIANCE)
     return [float(v) for v in out.reshape(-1)]
+
+
+def fix_altitude(prior: GnssPrior | None, default_altitude_m: float) -> tuple[float, float]:
+    """The altitude ``~/fix`` reports and its variance: (metres, m^2), both finite.
+
+    The node does not measure altitude. It passes on the GNSS prior's ellipsoidal altitude, with
+    the receiver's variance (:data:`~cvgl_ros.ros.constants.UNOBSERVED_VARIANCE` when it gave
+    none); without one (gpsd reporting no height above the ellipsoid, a NavSatFix with NaN
+    altitude) it reports ``default_altitude_m`` with that large variance. Never NaN:
+    robot_localization's navsat_transform drops fixes whose altitude is NaN.
+    """
+    if prior is not None and prior.alt_m is not None:
+        var = prior.alt_var_m2 if prior.alt_var_m2 is not None else const.UNOBSERVED_VARIANCE
+        return float(prior.alt_m), float(var)
+    return float(default_altitude_m), const.UNOBSERVED_VARIANCE
+
+
+@dataclass(frozen=True)
+class NavSatFixFields:
+    """The content of the ``~/fix`` NavSatFix of one OK estimate (message-flavour free).
+
+    Attributes:
+        status: ``NavSatStatus.status``: ``STATUS_FIX`` (a valid, unaugmented fix).
+        service: ``NavSatStatus.service`` bitmask: the input fixes' when they reported one,
+            else ``SERVICE_GPS``.
+        latitude_deg: WGS84 latitude of ``base_link``, degrees.
+        longitude_deg: WGS84 longitude of ``base_link``, degrees.
+        altitude_m: WGS84 ellipsoidal altitude (see :func:`fix_altitude`), metres.
+        position_covariance: 9 row-major values, ENU, m^2.
+        position_covariance_type: ``COVARIANCE_TYPE_KNOWN`` (east/north correlated) or
+            ``COVARIANCE_TYPE_DIAGONAL_KNOWN`` (no correlation).
+    """
+
+    status: int
+    service: int
+    latitude_deg: float
+    longitude_deg: float
+    altitude_m: float
+    position_covariance: tuple[float, ...]
+    position_covariance_type: int
+
+
+def navsat_fix_fields(
+    estimate: PoseEstimate,
+    altitude_m: float,
+    altitude_var_m2: float = const.UNOBSERVED_VARIANCE,
+    service: int = const.NAVSAT_SERVICE_GPS,
+) -> NavSatFixFields:
+    """What ``~/fix`` says for an OK estimate (see :class:`NavSatFixFields`).
+
+    Raises:
+        ValueError: a non-OK estimate, a non-finite position or altitude, or an unusable
+            covariance.
+    """
+    if not estimate.ok:
+        raise ValueError(f"refusing to publish a fix with status {estimate.status.value}")
+    if not (math.isfinite(estimate.lat_deg) and math.isfinite(estimate.lon_deg)):
+        raise ValueError("refusing to publish a non-finite fix")
+    if not (math.isfinite(altitude_m) and math.isfinite(altitude_var_m2)):
+        raise ValueError(f"the fix altitude must be finite, got {altitude_m} ({altitude_var_m2})")
+    cov = navsat_covariance_3x3(estimate.cov_en_yaw, altitude_var_m2)
+    off_diagonal = (cov[1], cov[2], cov[3], cov[5], cov[6], cov[7])
+    cov_type = (
+        const.COVARIANCE_TYPE_KNOWN
+        if any(v != 0.0 for v in off_diagonal)
+        else const.COVARIANCE_TYPE_DIAGONAL_KNOWN
+    )
+    return NavSatFixFields(
+        status=const.NAVSAT_STATUS_FIX,
+        service=int(service) if service > 0 else const.NAVSAT_SERVICE_GPS,
+        latitude_deg=float(estimate.lat_deg),
+        longitude_deg=float(estimate.lon_deg),
+        altitude_m=float(altitude_m),
+        position_covariance=tuple(cov),
+        position_covariance_type=cov_type,
+    )
 
 
 def _set_stamp(
@@ -569,8 +670,9 @@ def build_pose_msg(
     """An OK estimate -> ``geometry_msgs/PoseWithCovarianceStamped`` in ``frame_id``.
 
     The message is stamped with ``stamp`` (the image's exact (sec, nanosec)) when given, else
-    with ``estimate.stamp_s``. Position is the
-    camera's (east, north) in the map ENU frame, z = 0; orientation is the body yaw.
+    with ``estimate.stamp_s``. Position is ``base_link``'s (east, north) in the map ENU frame
+    (the pipeline moved the estimate from the camera to the base), z = 0; orientation is the
+    body yaw. The message has no child frame: its child is ``base_link`` by convention.
 
     Raises:
         ValueError: for a non-OK estimate or an unusable covariance.
@@ -598,32 +700,37 @@ def build_pose_msg(
 def build_fix_msg(
     estimate: PoseEstimate,
     frame_id: str,
-    altitude_m: float | None = None,
+    altitude_m: float,
     stamp: tuple[int, int] | None = None,
+    *,
+    altitude_var_m2: float = const.UNOBSERVED_VARIANCE,
+    service: int = const.NAVSAT_SERVICE_GPS,
 ) -> Any:
-    """An OK estimate -> ``sensor_msgs/NavSatFix`` with ``COVARIANCE_TYPE_KNOWN``.
+    """An OK estimate -> ``sensor_msgs/NavSatFix`` (fields: :func:`navsat_fix_fields`).
 
     Args:
-        estimate: an OK pose estimate (lat/lon of the camera).
-        frame_id: frame of the measured point (the camera's frame).
-        altitude_m: WGS84 altitude to report (from the prior), NaN-reported when None.
+        estimate: an OK pose estimate (lat/lon of ``base_link``).
+        frame_id: frame of the measured point (``base_frame``, unless ``fix_frame_id``).
+        altitude_m: WGS84 ellipsoidal altitude to report (:func:`fix_altitude`), metres.
         stamp: the image's exact (sec, nanosec); ``estimate.stamp_s`` when None.
-    """
-    from sensor_msgs.msg import NavSatFix, NavSatStatus
+        altitude_var_m2: variance of ``altitude_m``, m^2.
+        service: ``NavSatStatus.service`` of the input fixes (0 = unknown: GPS).
 
-    if not estimate.ok:
-        raise ValueError(f"refusing to publish a fix with status {estimate.status.value}")
-    if not (math.isfinite(estimate.lat_deg) and math.isfinite(estimate.lon_deg)):
-        raise ValueError("refusing to publish a non-finite fix")
+    Raises:
+        ValueError: see :func:`navsat_fix_fields`.
+    """
+    from sensor_msgs.msg import NavSatFix
+
+    fields = navsat_fix_fields(estimate, altitude_m, altitude_var_m2, service)
     msg = NavSatFix()
     _set_stamp(msg.header, estimate.stamp_s, frame_id, stamp)
-    msg.status.status = NavSatStatus.STATUS_FIX
-    msg.status.service = NavSatStatus.SERVICE_GPS
-    msg.latitude = float(estimate.lat_deg)
-    msg.longitude = float(estimate.lon_deg)
-    msg.altitude = float(altitude_m) if altitude_m is not None else math.nan
-    msg.position_covariance = navsat_covariance_3x3(estimate.cov_en_yaw)
-    msg.position_covariance_type = NavSatFix.COVARIANCE_TYPE_KNOWN
+    msg.status.status = fields.status
+    msg.status.service = fields.service
+    msg.latitude = fields.latitude_deg
+    msg.longitude = fields.longitude_deg
+    msg.altitude = fields.altitude_m
+    msg.position_covariance = list(fields.position_covariance)
+    msg.position_covariance_type = fields.position_covariance_type
     return msg
 
 

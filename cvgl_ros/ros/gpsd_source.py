@@ -1,22 +1,31 @@
-"""GNSS priors from gpsd, through the ``gpsd-py3`` client (module ``gpsd``).
+"""GNSS priors from gpsd (its JSON protocol; reports parsed by ``gpsd-py3``, module ``gpsd``).
 
 A daemon thread connects to gpsd, polls the current fix at a fixed rate and hands each new
 2-D/3-D fix to a callback as a :class:`~cvgl_ros.core.types.GnssPrior`. Connection failures
 and protocol errors are retried with exponential backoff (0.5 s doubling up to a cap); a fix
 with ``mode < 2`` is "no fix" and is counted, not delivered.
 
+The connection is :class:`GpsdClient`'s own socket, not ``gpsd.connect()``: gpsd-py3 connects
+and reads the greeting without a timeout, so a host that drops the SYN or a peer that accepts
+and never answers blocks it forever. Here connecting, the greeting and every poll are bounded
+by ``timeout_s``; the protocol (``VERSION`` greeting, ``?WATCH``, ``?POLL;``) and the report
+fields are gpsd-py3's.
+
 The fix is stamped with the receiving clock (the node's clock), not the GNSS time in the
 report: image stamps and the node clock share a time base, the GNSS UTC time may not (replayed
-logs, receivers without PPS). ``gpsd-py3`` keeps its connection in module globals, so one
-process holds one gpsd connection; the source owns it.
+logs, receivers without PPS). Altitude: gpsd's ``alt``/``altMSL`` is above mean sea level;
+the prior carries the height above the WGS84 ellipsoid (``altHAE``, gpsd >= 3.20, or
+``altMSL + geoidSep``) when gpsd reports one, and no altitude otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import logging
 import math
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +36,6 @@ import numpy as np
 from cvgl_ros.core.types import GnssPrior
 
 _INITIAL_BACKOFF_S = 0.5
-_SOCKET_TIMEOUT_S = 5.0
 # gpsd's epx/epy are 95 % bounds per axis; 1.96 sigma for a normal error.
 _EP95_TO_SIGMA = 1.0 / 1.96
 
@@ -41,6 +49,8 @@ class GpsdConfig:
         port: gpsd TCP port.
         poll_rate_hz: polls per second.
         reconnect_max_s: cap of the reconnection backoff, seconds.
+        timeout_s: longest wait for gpsd to accept the connection, greet or answer a poll,
+            seconds.
         default_sigma_m: horizontal standard deviation when gpsd reports no error estimate, m.
         min_sigma_m: floor of the horizontal standard deviation, metres.
     """
@@ -49,6 +59,7 @@ class GpsdConfig:
     port: int = 2947
     poll_rate_hz: float = 5.0
     reconnect_max_s: float = 10.0
+    timeout_s: float = 5.0
     default_sigma_m: float = 10.0
     min_sigma_m: float = 0.5
 
@@ -57,7 +68,13 @@ class GpsdConfig:
             raise ValueError("host must not be empty")
         if not 1 <= int(self.port) <= 65535:
             raise ValueError(f"port must be in [1, 65535], got {self.port}")
-        for name in ("poll_rate_hz", "reconnect_max_s", "default_sigma_m", "min_sigma_m"):
+        for name in (
+            "poll_rate_hz",
+            "reconnect_max_s",
+            "timeout_s",
+            "default_sigma_m",
+            "min_sigma_m",
+        ):
             v = float(getattr(self, name))
             if not (math.isfinite(v) and v > 0.0):
                 raise ValueError(f"{name} must be > 0, got {v}")
@@ -70,7 +87,9 @@ def prior_from_gpsd_report(
 
     Args:
         report: object with ``mode``, ``lat``, ``lon`` and ``error`` (dict with
-            ``x``/``y``: 95 % longitude/latitude errors in metres; 0 or absent = unknown).
+            ``x``/``y``/``v``: 95 % longitude/latitude/vertical errors in metres; 0 or absent
+            = unknown), and optionally ``alt_hae_m`` (height above the WGS84 ellipsoid, set by
+            :class:`GpsdClient`; gpsd-py3's own ``alt`` is above mean sea level and unused).
         stamp_s: stamp to give the prior, seconds (the receiving clock).
         default_sigma_m: standard deviation when no error estimate is reported, metres.
         min_sigma_m: floor of the standard deviation, metres.
@@ -89,15 +108,123 @@ def prior_from_gpsd_report(
         ep = float(error.get(key, 0.0) or 0.0)
         sigma = ep * _EP95_TO_SIGMA if math.isfinite(ep) and ep > 0.0 else default_sigma_m
         sigmas.append(max(sigma, min_sigma_m))
-    # No altitude: gpsd-py3 reports the MSL altitude (0.0 when gpsd omits it), while the prior's
-    # alt_m is ellipsoidal; the pose does not need it.
+    # The prior's altitude is ellipsoidal: gpsd's height above the ellipsoid when it gave one,
+    # never gpsd-py3's ``alt`` (mean sea level; 0.0 when gpsd omits it).
+    alt = getattr(report, "alt_hae_m", None)
+    alt_m = float(alt) if alt is not None and math.isfinite(float(alt)) and mode >= 3 else None
+    alt_var = None
+    epv = float(error.get("v", 0.0) or 0.0)
+    if alt_m is not None and math.isfinite(epv) and epv > 0.0:
+        alt_var = (epv * _EP95_TO_SIGMA) ** 2
     return GnssPrior(
         lat_deg=lat,
         lon_deg=lon,
         cov_en_m2=np.diag([sigmas[0] ** 2, sigmas[1] ** 2]),
         stamp_s=stamp_s,
-        alt_m=None,
+        alt_m=alt_m,
+        alt_var_m2=alt_var,
     )
+
+
+def _read_message(stream: Any) -> dict[str, Any]:
+    """One gpsd JSON line (the socket's timeout bounds the wait)."""
+    line = stream.readline()
+    if not line:
+        raise ConnectionError("gpsd closed the connection")
+    message = json.loads(line)
+    if not isinstance(message, dict):
+        raise ConnectionError(f"unexpected gpsd message: {line.strip()[:80]!r}")
+    return message
+
+
+def ellipsoidal_altitude_m(tpv: dict[str, Any]) -> float | None:
+    """Height above the WGS84 ellipsoid of a gpsd TPV report, metres, or None.
+
+    ``altHAE`` (gpsd >= 3.20), else ``altMSL`` (or the older ``alt``) plus the geoid
+    separation ``geoidSep``; None without a 3-D fix or without one of these.
+    """
+    if int(tpv.get("mode", 0) or 0) < 3:
+        return None
+    if isinstance(tpv.get("altHAE"), int | float):
+        return float(tpv["altHAE"])
+    msl = tpv.get("altMSL", tpv.get("alt"))
+    sep = tpv.get("geoidSep")
+    if isinstance(msl, int | float) and isinstance(sep, int | float):
+        return float(msl) + float(sep)
+    return None
+
+
+class GpsdClient:
+    """One gpsd connection with a timeout on connecting, the greeting and every poll.
+
+    The interface of the ``gpsd`` module that :class:`GpsdSource` uses (``connect``,
+    ``get_current``, ``gpsd_socket``), on a socket of its own instead of gpsd-py3's module
+    globals, which it connects without a timeout.
+
+    Args:
+        module: the ``gpsd`` (gpsd-py3) module; its ``GpsResponse`` parses the reports.
+        timeout_s: longest wait for any one step, seconds.
+    """
+
+    def __init__(self, module: Any, timeout_s: float) -> None:
+        if not (math.isfinite(timeout_s) and timeout_s > 0.0):
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        self._module = module
+        self._timeout_s = float(timeout_s)
+        self.gpsd_socket: socket.socket | None = None
+        self._stream: Any = None
+
+    def connect(self, host: str, port: int) -> None:
+        """Connect, read gpsd's ``VERSION`` greeting and enable watching (gpsd-py3's handshake).
+
+        Raises:
+            OSError: refused, unreachable, or ``TimeoutError`` after ``timeout_s``.
+            ConnectionError: the peer is not gpsd.
+        """
+        self.close()
+        sock = socket.create_connection((host, int(port)), timeout=self._timeout_s)
+        try:
+            stream = sock.makefile(mode="rw", encoding="utf-8", newline="\n")
+            welcome = _read_message(stream)
+            if welcome.get("class") != "VERSION":
+                raise ConnectionError(
+                    f"{host}:{port} greeted with {welcome.get('class')!r}, not gpsd's VERSION"
+                )
+            stream.write('?WATCH={"enable":true}\n')
+            stream.flush()
+            for _ in range(2):  # DEVICES and WATCH
+                _read_message(stream)
+        except BaseException:
+            sock.close()
+            raise
+        self.gpsd_socket, self._stream = sock, stream
+
+    def get_current(self) -> Any:
+        """Poll the current fix: a ``gpsd.GpsResponse`` with ``alt_hae_m`` (see above).
+
+        Raises:
+            UserWarning: gpsd-py3's "GPS not active" (no receiver data yet).
+            OSError: the connection broke or timed out; ConnectionError: not connected or an
+                unexpected reply.
+        """
+        if self._stream is None:
+            raise ConnectionError("not connected to gpsd")
+        self._stream.write("?POLL;\n")
+        self._stream.flush()
+        response = _read_message(self._stream)
+        if response.get("class") != "POLL":
+            raise ConnectionError(f"unexpected gpsd message {response.get('class')!r}")
+        report = self._module.GpsResponse.from_json(response)
+        tpvs = response.get("tpv") or [{}]
+        report.alt_hae_m = ellipsoidal_altitude_m(tpvs[-1])
+        return report
+
+    def close(self) -> None:
+        """Close the connection (safe to call twice)."""
+        sock, self.gpsd_socket, self._stream = self.gpsd_socket, None, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
 
 
 class GpsdSource:
@@ -108,7 +235,8 @@ class GpsdSource:
         on_prior: called from the poller thread with each new prior.
         clock_s: returns the current time in seconds on the images' clock.
         logger: where connection events are logged.
-        client: the ``gpsd`` module (tests may inject a double); imported when None.
+        client: ``connect(host, port)`` / ``get_current()`` / ``gpsd_socket`` (tests may
+            inject a double); a :class:`GpsdClient` on the ``gpsd`` module when None.
         wait_s: waits the given seconds or until stopped, returning True when stopped
             (tests inject a recorder); the stop event's ``wait`` by default.
     """
@@ -134,7 +262,7 @@ class GpsdSource:
         self._counters = {"connects": 0, "errors": 0, "no_fix": 0, "fixes": 0}
         self._connected = False
         self._last_error = ""
-        self._last_fix_time: str | None = None
+        self._last_fix_key: str | None = None
 
     def start(self) -> None:
         """Start polling (returns at once; connection happens in the thread).
@@ -144,11 +272,12 @@ class GpsdSource:
         """
         if self._client is None:
             try:
-                self._client = importlib.import_module("gpsd")
+                module = importlib.import_module("gpsd")
             except ImportError as exc:
                 raise ImportError(
                     "gnss_source 'gpsd' needs the gpsd-py3 package: pip install 'cvgl_ros[gpsd]'"
                 ) from exc
+            self._client = GpsdClient(module, self._config.timeout_s)
         self._thread = threading.Thread(target=self._run, name="cvgl-gpsd", daemon=True)
         self._thread.start()
 
@@ -179,18 +308,19 @@ class GpsdSource:
                 self._last_error = error
 
     def _close(self) -> None:
-        sock = getattr(self._client, "gpsd_socket", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.close()
+        close = getattr(self._client, "close", None)
+        if callable(close):
+            close()
+        else:
+            sock = getattr(self._client, "gpsd_socket", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
         self._connected = False
 
     def _connect(self) -> None:
         cfg = self._config
         self._client.connect(host=cfg.host, port=int(cfg.port))
-        sock = getattr(self._client, "gpsd_socket", None)
-        if sock is not None:
-            sock.settimeout(_SOCKET_TIMEOUT_S)
         self._connected = True
         self._count("connects")
         self._log.info(f"connected to gpsd at {cfg.host}:{cfg.port}")
@@ -236,11 +366,13 @@ class GpsdSource:
         if prior is None:
             self._count("no_fix")
             return
-        # gpsd answers every poll with its latest fix; deliver a fix only once.
+        # gpsd answers every poll with its latest fix; deliver a fix only once. The same epoch
+        # turning from 2-D into 3-D (GGA after RMC) is new: it brings the altitude.
         fix_time = str(getattr(report, "time", "") or "")
-        if fix_time and fix_time == self._last_fix_time:
+        fix_key = f"{fix_time}|{prior.alt_m is not None}" if fix_time else None
+        if fix_key is not None and fix_key == self._last_fix_key:
             return
-        self._last_fix_time = fix_time or None
+        self._last_fix_key = fix_key
         self._count("fixes")
         try:
             self._on_prior(prior)

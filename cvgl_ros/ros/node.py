@@ -10,9 +10,12 @@ Topics (input names are parameters, relative to the namespace; remap as usual):
   ``image_transport: compressed``; keep-last 5, reliability per ``image_qos``: by default
   reliable while every publisher offers it, else best effort), ``camera_info_topic``,
   ``fix_topic`` (or gpsd), ``imu_topic`` (with ``use_imu``); sensor-data QoS.
-- out: ``~/pose`` (``geometry_msgs/PoseWithCovarianceStamped``, frame ``map_frame``, stamped
-  with the image stamp), ``~/fix`` (``sensor_msgs/NavSatFix``), ``/diagnostics``,
-  ``~/debug/overlay`` (with ``publish_overlay``).
+- out: ``~/pose`` (``geometry_msgs/PoseWithCovarianceStamped``: ``base_frame``'s pose in
+  ``map_frame``, stamped with the image stamp), ``~/fix`` (``sensor_msgs/NavSatFix`` of
+  ``base_frame``), ``/diagnostics``, ``~/debug/overlay`` (with ``publish_overlay``).
+
+With ``extrinsics_source: tf`` the camera's pose on the robot comes from TF (``tf2_ros``, looked
+up per image: ``base_frame`` <- ``camera_frame`` or the image's frame).
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -44,9 +46,15 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix
 
 from cvgl_ros.core.types import PoseStatus
+
+try:  # Iron and newer
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # Humble: the same class lives in rclpy.qos_event
+    from rclpy.qos_event import SubscriptionEventCallbacks  # type: ignore[no-redef]
 from cvgl_ros.ros import constants as const
 from cvgl_ros.ros import convert
 from cvgl_ros.ros.errors import ParameterError
@@ -157,7 +165,8 @@ class CvglNode(Node):
         self._rate_prev: tuple[float, int, int, int] | None = None
         self._worker: threading.Thread | None = None
         self._gpsd: Any = None
-        self._pending_configs: NodeConfigs | None = None
+        # True on rclpy without post-set parameter callbacks (Humble): see set_parameters.
+        self._emulate_post_set = False
 
         self._image_topic = ""
         self._image_cls: Any = Image
@@ -185,8 +194,19 @@ class CvglNode(Node):
         except Exception as exc:
             raise StartupError(f"cannot build the localizer: {type(exc).__name__}: {exc}") from exc
         self._make_io(configs)
+        if configs.node.extrinsics_source == "tf":
+            self._pipeline.set_extrinsics_provider(
+                TfCameraExtrinsics(self, configs.node.base_frame, configs.node.camera_frame)
+            )
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.add_post_set_parameters_callback(self._after_set_parameters)
+        # Iron+ calls post-set callbacks once the values are stored. Humble has none: there the
+        # node's set_parameters / set_parameters_atomically (which the parameter services call)
+        # apply the stored values after a successful set.
+        add_post_set = getattr(self, "add_post_set_parameters_callback", None)
+        if callable(add_post_set):
+            add_post_set(self._after_set_parameters)
+        else:
+            self._emulate_post_set = True
         self._worker = threading.Thread(target=self._work, name="cvgl-localize", daemon=True)
         self._worker.start()
         s = configs.node
@@ -280,18 +300,41 @@ class CvglNode(Node):
             except ParameterError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
         try:
-            self._pending_configs = configs_from_params(values)
+            configs_from_params(values)
         except ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
     def _after_set_parameters(self, params: Sequence[Parameter[Any]]) -> None:
-        configs, self._pending_configs = self._pending_configs, None
-        if configs is None:
+        """Apply the stored parameter values (called once a set succeeded)."""
+        names = [p.name for p in params if p.name in PARAMETERS]
+        if not names or not hasattr(self, "_pipeline"):
+            return  # use_sim_time, QoS overrides, or a set during construction
+        try:
+            configs = configs_from_params(self._current_values())
+        except ParameterError as exc:  # _on_set_parameters accepted them: should not happen
+            self.get_logger().error(f"parameters {', '.join(names)} set but not applied: {exc}")
             return
         self._pipeline.update_configs(configs)
-        names = ", ".join(p.name for p in params)
-        self.get_logger().info(f"parameters updated: {names}")
+        self.get_logger().info(f"parameters updated: {', '.join(names)}")
+
+    def set_parameters(self, parameter_list: list[Parameter[Any]]) -> list[SetParametersResult]:
+        """:meth:`rclpy.node.Node.set_parameters`, applying successful sets on Humble too."""
+        results: list[SetParametersResult] = super().set_parameters(parameter_list)
+        if getattr(self, "_emulate_post_set", False):
+            done = [p for p, r in zip(parameter_list, results, strict=False) if r.successful]
+            if done:
+                self._after_set_parameters(done)
+        return results
+
+    def set_parameters_atomically(
+        self, parameter_list: list[Parameter[Any]]
+    ) -> SetParametersResult:
+        """:meth:`rclpy.node.Node.set_parameters_atomically`, applying on Humble too."""
+        result: SetParametersResult = super().set_parameters_atomically(parameter_list)
+        if getattr(self, "_emulate_post_set", False) and result.successful:
+            self._after_set_parameters(parameter_list)
+        return result
 
     # ------------------------------------------------------------------ topics
 
@@ -408,6 +451,7 @@ class CvglNode(Node):
             port=s.gpsd_port,
             poll_rate_hz=s.gpsd_poll_rate_hz,
             reconnect_max_s=s.gpsd_reconnect_max_s,
+            timeout_s=s.gpsd_timeout_s,
             default_sigma_m=s.fix_default_sigma_m,
             min_sigma_m=s.fix_min_sigma_m,
         )
@@ -461,9 +505,13 @@ class CvglNode(Node):
         if est.ok:
             try:
                 pose = convert.build_pose_msg(est, s.map_frame, result.stamp)
-                alt = result.prior.alt_m if result.prior is not None else None
                 fix = convert.build_fix_msg(
-                    est, s.fix_frame_id or result.frame_id, alt, result.stamp
+                    est,
+                    s.fix_frame_id or s.base_frame,
+                    result.fix_altitude_m,
+                    result.stamp,
+                    altitude_var_m2=result.fix_altitude_var_m2,
+                    service=result.fix_service,
                 )
             except ValueError as exc:
                 self._publish_errors += 1
@@ -635,6 +683,60 @@ class CvglNode(Node):
                 close()
             except Exception as exc:  # closing must not mask the shutdown
                 self.get_logger().warning(f"closing the patch source failed: {exc}")
+
+
+class TfCameraExtrinsics:
+    """The camera extrinsics from TF: ``base_frame`` <- camera frame, looked up per image.
+
+    Uses ``tf2_ros`` (a ROS 2 install's ``ros-<distro>-tf2-ros-py``; not on PyPI): a
+    ``Buffer`` filled by a ``TransformListener`` on the node (``/tf`` and ``/tf_static``), and
+    ``Buffer.lookup_transform(target, source, Time())`` (the latest transform: a static or
+    slowly moving mount).
+
+    Args:
+        node: the node the listener subscribes with.
+        base_frame: the robot's body frame (target of the lookup).
+        camera_frame: the camera's optical frame; empty = each image's ``header.frame_id``.
+
+    Raises:
+        StartupError: tf2_ros is not importable.
+    """
+
+    def __init__(self, node: Node, base_frame: str, camera_frame: str = "") -> None:
+        try:
+            import tf2_ros
+        except ImportError as exc:
+            raise StartupError(
+                "extrinsics_source 'tf' needs tf2_ros (apt install ros-$ROS_DISTRO-tf2-ros-py, "
+                f"then source the ROS setup): {exc}; or set extrinsics_source: parameters"
+            ) from exc
+        self._base_frame = base_frame
+        self._camera_frame = camera_frame
+        self._buffer = tf2_ros.Buffer()
+        self._listener = tf2_ros.TransformListener(self._buffer, node)
+        self._tf_error: type[BaseException] = tf2_ros.TransformException
+
+    def __call__(self, frame_id: str) -> Any:
+        """:class:`~cvgl_ros.core.extrinsics.CameraExtrinsics` of the camera of an image.
+
+        Raises:
+            LookupError: no frame to look up, or TF has no such transform (yet).
+        """
+        source = self._camera_frame or frame_id
+        if not source:
+            raise LookupError(
+                "the image has no header.frame_id to look up in TF: set camera_frame"
+            )
+        try:
+            transform = self._buffer.lookup_transform(self._base_frame, source, Time())
+        except self._tf_error as exc:
+            raise LookupError(
+                f"no TF transform {self._base_frame} <- {source}: {type(exc).__name__}: {exc}"
+            ) from exc
+        try:
+            return convert.extrinsics_from_transform(transform)
+        except ValueError as exc:
+            raise LookupError(f"TF transform {self._base_frame} <- {source}: {exc}") from exc
 
 
 def main(args: Sequence[str] | None = None) -> int:

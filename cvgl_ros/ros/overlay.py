@@ -2,7 +2,7 @@
 
 Drawn on the aerial patch (north up): matched aerial points (green inliers, red outliers), the
 lifted ground points moved by the estimated similarity (blue), the GNSS prior with its 2-sigma
-ellipse (yellow), the estimated camera position with its heading and 3-sigma ellipse (magenta),
+ellipse (yellow), the estimated base_link position with its heading and 3-sigma ellipse (magenta),
 and the ground image as a thumbnail in the top-left corner.
 """
 

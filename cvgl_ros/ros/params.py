@@ -99,6 +99,18 @@ class NodeSettings:
         camera_pitch_rad: camera pitch on the body on top of the base mount, radians
             (positive tilts a forward camera down).
         camera_yaw_rad: camera yaw on the body on top of the base mount, radians.
+        camera_x_m: camera optical centre in ``base_link``, forward, metres (FLU). The pose
+            and fix are ``base_link``'s: the node removes this lever arm, turned by the yaw.
+        camera_y_m: camera optical centre in ``base_link``, left, metres (FLU).
+        camera_z_m: camera optical centre in ``base_link``, up, metres (FLU); matters when
+            the body tilts (IMU roll/pitch).
+        extrinsics_source: ``parameters`` (``camera_mount``, ``camera_*_rad``, ``camera_*_m``)
+            or ``tf`` (the transform ``base_frame`` <- camera frame from TF, replacing all of
+            them; needs tf2_ros, i.e. a ROS 2 install).
+        base_frame: the robot's body frame (REP-105): child of ``~/pose``, frame of ``~/fix``,
+            target of the TF lookup.
+        camera_frame: TF frame of the camera's optical frame (``extrinsics_source: tf``);
+            empty = each image's ``header.frame_id``.
         gnss_source: ``topic`` (sensor_msgs/NavSatFix on ``fix_topic``) or ``gpsd``.
         fix_topic: ``sensor_msgs/NavSatFix`` topic of the coarse GNSS prior.
         gpsd_host: gpsd host (``gnss_source: gpsd``).
@@ -106,9 +118,15 @@ class NodeSettings:
         gpsd_poll_rate_hz: how often gpsd is polled for the current fix, Hz.
         gpsd_reconnect_max_s: longest wait between reconnection attempts (exponential backoff
             from 0.5 s), seconds.
+        gpsd_timeout_s: longest wait for gpsd to accept the connection or answer, seconds;
+            then the connection is dropped and retried.
         fix_default_sigma_m: horizontal standard deviation assumed for a fix whose covariance
             is unknown, metres.
         fix_min_sigma_m: floor of a fix's horizontal standard deviation, metres.
+        fix_default_altitude_m: altitude published in ``~/fix`` when the GNSS prior has none
+            (gpsd without a height above the ellipsoid, or a NavSatFix with NaN altitude), WGS84
+            ellipsoidal metres, with a variance of 1e6 m^2 (unknown). The node does not measure
+            altitude: with a known prior altitude it publishes that one and its variance.
         max_fix_age_s: a GNSS prior farther than this from the image stamp is stale and no
             pose is computed, seconds.
         fix_buffer_size: fixes kept for interpolation to image stamps.
@@ -136,7 +154,8 @@ class NodeSettings:
         map_origin_lat_deg: latitude of the map frame origin, degrees; NaN = the first good
             fix (logged once).
         map_origin_lon_deg: longitude of the map frame origin, degrees; NaN = the first fix.
-        fix_frame_id: frame_id of ``~/fix``; empty = the image's frame_id.
+        fix_frame_id: frame_id of ``~/fix``; empty = ``base_frame`` (the fix is the
+            base's position).
         tile_cache_path: tile cache database; empty = ``~/.cache/cvgl_ros/tiles.mbtiles``.
         offline: never touch the network for tiles (cache and local files only).
         publish_overlay: publish the ``~/debug/overlay`` image (costs CPU).
@@ -156,14 +175,22 @@ class NodeSettings:
     camera_roll_rad: float = 0.0
     camera_pitch_rad: float = 0.0
     camera_yaw_rad: float = 0.0
+    camera_x_m: float = 0.0
+    camera_y_m: float = 0.0
+    camera_z_m: float = 0.0
+    extrinsics_source: Literal["parameters", "tf"] = "parameters"
+    base_frame: str = const.DEFAULT_BASE_FRAME
+    camera_frame: str = ""
     gnss_source: Literal["topic", "gpsd"] = "topic"
     fix_topic: str = const.DEFAULT_FIX_TOPIC
     gpsd_host: str = "127.0.0.1"
     gpsd_port: int = 2947
     gpsd_poll_rate_hz: float = 5.0
     gpsd_reconnect_max_s: float = 10.0
+    gpsd_timeout_s: float = 5.0
     fix_default_sigma_m: float = 10.0
     fix_min_sigma_m: float = 0.5
+    fix_default_altitude_m: float = 0.0
     max_fix_age_s: float = 2.0
     fix_buffer_size: int = 32
     use_imu: bool = False
@@ -185,10 +212,25 @@ class NodeSettings:
     no_pose_warn_s: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("image_topic", "camera_info_topic", "fix_topic", "imu_topic", "map_frame"):
+        for name in (
+            "image_topic",
+            "camera_info_topic",
+            "fix_topic",
+            "imu_topic",
+            "map_frame",
+            "base_frame",
+        ):
             if not str(getattr(self, name)).strip():
                 raise ValueError(f"{name} must not be empty")
-        for name in ("camera_roll_rad", "camera_pitch_rad", "camera_yaw_rad"):
+        for name in (
+            "camera_roll_rad",
+            "camera_pitch_rad",
+            "camera_yaw_rad",
+            "camera_x_m",
+            "camera_y_m",
+            "camera_z_m",
+            "fix_default_altitude_m",
+        ):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be finite")
         for name in (
@@ -199,6 +241,7 @@ class NodeSettings:
             "max_imu_age_s",
             "gpsd_poll_rate_hz",
             "gpsd_reconnect_max_s",
+            "gpsd_timeout_s",
             "diagnostics_rate_hz",
             "no_pose_warn_s",
         ):
@@ -230,6 +273,7 @@ class NodeSettings:
             ("image_qos", ("auto", "best_effort", "reliable")),
             ("camera_model", ("pinhole", "equirectangular")),
             ("camera_mount", ("nadir", "forward")),
+            ("extrinsics_source", ("parameters", "tf")),
             ("gnss_source", ("topic", "gpsd")),
         ):
             if getattr(self, name) not in choices:
@@ -299,6 +343,7 @@ _RUNTIME_NODE_SETTINGS = frozenset(
     {
         "fix_default_sigma_m",
         "fix_min_sigma_m",
+        "fix_default_altitude_m",
         "max_fix_age_s",
         "use_imu_yaw",
         "imu_yaw_sigma_rad",
@@ -317,11 +362,16 @@ _RANGES: dict[str, tuple[float, float]] = {
     "camera_roll_rad": (-math.pi, math.pi),
     "camera_pitch_rad": (-math.pi, math.pi),
     "camera_yaw_rad": (-math.pi, math.pi),
+    "camera_x_m": (-100.0, 100.0),
+    "camera_y_m": (-100.0, 100.0),
+    "camera_z_m": (-100.0, 100.0),
     "gpsd_port": (1, 65535),
     "gpsd_poll_rate_hz": (0.1, 50.0),
     "gpsd_reconnect_max_s": (0.5, 600.0),
+    "gpsd_timeout_s": (0.1, 120.0),
     "fix_default_sigma_m": (0.01, 10000.0),
     "fix_min_sigma_m": (0.01, 1000.0),
+    "fix_default_altitude_m": (-1000.0, 100000.0),
     "max_fix_age_s": (0.01, 3600.0),
     "fix_buffer_size": (2, 10000),
     "imu_yaw_sigma_rad": (0.001, 10.0),

@@ -21,13 +21,18 @@ import math
 import operator
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from cvgl_ros.core.extrinsics import (
+    CameraExtrinsics,
+    base_estimate_from_camera_estimate,
+    horizontal_lever_arm_m,
+)
 from cvgl_ros.core.ransac import describe_implementation, warm_up_in_background
 from cvgl_ros.core.types import FloatArray, GnssPrior, PoseEstimate, PoseStatus, UInt8Array
 from cvgl_ros.ros import constants as const
@@ -139,6 +144,7 @@ class FixBuffer:
             cov_en_m2=nearest_fix.cov_en_m2,
             stamp_s=stamp_s,
             alt_m=nearest_fix.alt_m,
+            alt_var_m2=nearest_fix.alt_var_m2,
         )
 
 
@@ -158,14 +164,25 @@ def _insert_by_stamp(items: list[_Stamped], item: _Stamped, capacity: int) -> No
 
 
 def _blend(f0: GnssPrior, f1: GnssPrior, w: float, cov: FloatArray, stamp_s: float) -> GnssPrior:
-    """``f0 + w (f1 - f0)`` in lat/lon (longitude difference wrapped), with ``cov``."""
+    """``f0 + w (f1 - f0)`` in lat/lon (longitude difference wrapped), with ``cov``.
+
+    The altitude variance follows the horizontal rule: the convex combination between the two
+    fixes (0 <= w <= 1), ``w^2 v1 + (w - 1)^2 v0`` when extrapolating.
+    """
     dlon = (f1.lon_deg - f0.lon_deg + 180.0) % 360.0 - 180.0
     lon = (f0.lon_deg + w * dlon + 180.0) % 360.0 - 180.0
     lat = min(90.0, max(-90.0, f0.lat_deg + w * (f1.lat_deg - f0.lat_deg)))
-    alt = None
+    alt = alt_var = None
     if f0.alt_m is not None and f1.alt_m is not None:
         alt = f0.alt_m + w * (f1.alt_m - f0.alt_m)
-    return GnssPrior(lat_deg=lat, lon_deg=lon, cov_en_m2=cov, stamp_s=stamp_s, alt_m=alt)
+        v0, v1 = f0.alt_var_m2, f1.alt_var_m2
+        if v0 is not None and v1 is not None:
+            alt_var = (
+                (1.0 - w) * v0 + w * v1 if 0.0 <= w <= 1.0 else w**2 * v1 + (w - 1.0) ** 2 * v0
+            )
+    return GnssPrior(
+        lat_deg=lat, lon_deg=lon, cov_en_m2=cov, stamp_s=stamp_s, alt_m=alt, alt_var_m2=alt_var
+    )
 
 
 # --------------------------------------------------------------------------- IMU buffer
@@ -379,6 +396,10 @@ class FrameResult:
         frame_id: the image's ``header.frame_id``.
         image: (H, W, 3) uint8 RGB decoded image (None when decoding failed).
         stamp: the image's exact header stamp (sec, nanosec), for the published messages.
+        fix_altitude_m: WGS84 ellipsoidal altitude ``~/fix`` reports (the prior's, else
+            ``fix_default_altitude_m``), metres.
+        fix_altitude_var_m2: its variance, m^2 (large when it is the default).
+        fix_service: ``NavSatStatus.service`` of the input fixes (0 = unknown: GPS).
     """
 
     estimate: PoseEstimate
@@ -386,6 +407,19 @@ class FrameResult:
     frame_id: str
     image: UInt8Array | None = None
     stamp: tuple[int, int] | None = None
+    fix_altitude_m: float = 0.0
+    fix_altitude_var_m2: float = const.UNOBSERVED_VARIANCE
+    fix_service: int = 0
+
+    def fix_fields(self) -> convert.NavSatFixFields:
+        """The ``~/fix`` content of an OK result (see :func:`convert.navsat_fix_fields`).
+
+        Raises:
+            ValueError: the estimate is not OK or not publishable.
+        """
+        return convert.navsat_fix_fields(
+            self.estimate, self.fix_altitude_m, self.fix_altitude_var_m2, self.fix_service
+        )
 
 
 def failure(status: PoseStatus, reason: str, stamp_s: float) -> PoseEstimate:
@@ -399,6 +433,10 @@ def failure(status: PoseStatus, reason: str, stamp_s: float) -> PoseEstimate:
 class Pipeline:
     """Messages in, pose estimates out; the node's and the replay tool's common engine.
 
+    The localizer estimates the camera's pose; every estimate leaves the pipeline as the pose
+    of ``base_link`` (:mod:`cvgl_ros.core.extrinsics`), with the camera extrinsics from the
+    ``camera_*`` parameters or from an extrinsics provider (the node's TF lookup).
+
     Args:
         configs: validated configuration (see :func:`~cvgl_ros.ros.params.configs_from_params`).
         localizer: the core localizer (built from ``configs`` by :meth:`from_configs`).
@@ -408,8 +446,6 @@ class Pipeline:
     def __init__(
         self, configs: NodeConfigs, localizer: Any, logger: _Logger | None = None
     ) -> None:
-        from cvgl_ros.core.mount import body_from_camera_for_mount
-
         self._configs = configs
         self._localizer = localizer
         self._log: _Logger = logger or logging.getLogger(__name__)
@@ -422,9 +458,15 @@ class Pipeline:
         self._newest_stamp_s = -math.inf
         self.stats = PipelineStats()
         s = configs.node
-        self._body_from_camera = body_from_camera_for_mount(
-            s.camera_mount, s.camera_roll_rad, s.camera_pitch_rad, s.camera_yaw_rad
+        self._extrinsics = CameraExtrinsics.for_mount(
+            s.camera_mount,
+            s.camera_roll_rad,
+            s.camera_pitch_rad,
+            s.camera_yaw_rad,
+            (s.camera_x_m, s.camera_y_m, s.camera_z_m),
         )
+        self._extrinsics_provider: Callable[[str], CameraExtrinsics] | None = None
+        self._fix_service = 0
         self._origin_logged = False
         self._warned: set[str] = set()
         # Compile (or load from cache) the RANSAC kernel off the frame path.
@@ -525,6 +567,14 @@ class Pipeline:
         with self._lock:
             return self._fixes.latest
 
+    def set_extrinsics_provider(self, provider: Callable[[str], CameraExtrinsics] | None) -> None:
+        """Take the camera extrinsics from ``provider(image frame_id)`` instead of parameters.
+
+        The provider raises ``LookupError`` (with the reason) while it has none; such a frame
+        fails with status ``error``.
+        """
+        self._extrinsics_provider = provider
+
     def stats_snapshot(self) -> dict[str, Any]:
         """Counters and recent measurements (see :class:`PipelineStats`)."""
         with self._lock:
@@ -612,8 +662,11 @@ class Pipeline:
             )
         except (AttributeError, TypeError, ValueError) as exc:  # incl. FixRejectedError
             return self._reject_input("fixes_in", "fix", exc)
+        service = int(getattr(getattr(msg, "status", None), "service", 0) or 0)
         with self._lock:
             self.stats.fixes_in += 1
+            if service > 0:
+                self._fix_service = service
         return self.on_gnss_prior(prior, counted=True)
 
     def on_gnss_prior(self, prior: GnssPrior, *, counted: bool = False) -> bool:
@@ -748,7 +801,12 @@ class Pipeline:
             return self._finish(
                 failure(PoseStatus.ERROR, "no CameraInfo received yet", stamp_s), prior, frame_id
             )
-        gravity, yaw_prior, yaw_sigma, attitude_kw = self._attitude(imu)
+        try:
+            extrinsics = self._extrinsics_for(frame_id)
+        except LookupError as exc:
+            return self._finish(failure(PoseStatus.ERROR, str(exc), stamp_s), prior, frame_id)
+        body_from_camera = extrinsics.body_from_camera
+        gravity, yaw_prior, yaw_sigma, attitude_kw = self._attitude(imu, body_from_camera)
         origin_before = localizer.map_origin
         try:
             estimate = localizer.localize(
@@ -764,6 +822,10 @@ class Pipeline:
         except Exception as exc:  # the contract says never, but the node must survive anyway
             self._log.error(f"localizer raised {type(exc).__name__}: {exc}")
             estimate = failure(PoseStatus.ERROR, f"{type(exc).__name__}: {exc}", stamp_s)
+        # The localizer solved for the camera; publish base_link (its lever arm turns with the
+        # yaw and tilts with the IMU roll/pitch: gravity_from_body = gravity @ body_from_camera^T).
+        lever_g = horizontal_lever_arm_m(extrinsics.camera_in_base_m, gravity @ body_from_camera.T)
+        estimate = base_estimate_from_camera_estimate(estimate, lever_g, localizer.map_origin)
         if origin_before is None and localizer.map_origin is not None and not self._origin_logged:
             self._origin_logged = True
             o = localizer.map_origin
@@ -774,6 +836,15 @@ class Pipeline:
         with self._lock:
             self.stats.add_latency("decode", decode_s)
         return self._finish(estimate, prior, frame_id, image)
+
+    def _extrinsics_for(self, frame_id: str) -> CameraExtrinsics:
+        """The camera extrinsics for an image (provider's, else the parameters').
+
+        Raises:
+            LookupError: the provider has no transform for ``frame_id`` (yet).
+        """
+        provider = self._extrinsics_provider
+        return provider(frame_id) if provider is not None else self._extrinsics
 
     def _camera_for(self, camera: Any, image: UInt8Array) -> Any:
         height, width = int(image.shape[0]), int(image.shape[1])
@@ -788,13 +859,14 @@ class Pipeline:
         )
 
     def _attitude(
-        self, imu: ImuSample | ImuRejectedError | None
+        self, imu: ImuSample | ImuRejectedError | None, body_from_camera: FloatArray
     ) -> tuple[FloatArray, float | None, float | None, dict[str, float]]:
         """Gravity, yaw prior and attitude uncertainty of one frame.
 
         Args:
             imu: the IMU orientation at the image stamp, why there is none, or None when
                 ``use_imu`` is off.
+            body_from_camera: (3, 3) the camera's mount on the body (parameters or TF).
 
         Returns:
             (gravity_from_camera, yaw prior rad or None, its sigma rad or None, extra keyword
@@ -807,7 +879,7 @@ class Pipeline:
         if isinstance(imu, ImuSample):
             with self._lock:
                 self.stats.last_attitude_source = "imu"
-            gravity = gravity_from_imu(imu.orientation_xyzw, self._body_from_camera)
+            gravity = gravity_from_imu(imu.orientation_xyzw, body_from_camera)
             if not s.use_imu_yaw:
                 return gravity, None, None, {}
             yaw = convert.yaw_from_quaternion_xyzw(imu.orientation_xyzw)
@@ -815,7 +887,7 @@ class Pipeline:
         if imu is None:  # use_imu off: the static mount is the configured attitude
             with self._lock:
                 self.stats.last_attitude_source = "static_mount"
-            return self._body_from_camera, None, None, {}
+            return body_from_camera, None, None, {}
         # The IMU was expected but cannot give this frame's attitude: the static mount's tilt
         # error is then the platform's whole roll/pitch, which the covariance must carry.
         with self._lock:
@@ -832,7 +904,7 @@ class Pipeline:
             s.static_attitude_sigma_rad, self._configs.localizer.covariance.attitude_sigma_rad
         )
         # level body: gravity frame = body frame
-        return self._body_from_camera, None, None, {"attitude_sigma_rad": sigma}
+        return body_from_camera, None, None, {"attitude_sigma_rad": sigma}
 
     def _finish(
         self,
@@ -863,7 +935,18 @@ class Pipeline:
             st.failures[estimate.status.value] += 1
             st.last_failure_status = estimate.status.value
             st.last_failure = "; ".join(estimate.reasons) or estimate.status.value
-        return FrameResult(estimate=estimate, prior=prior, frame_id=frame_id, image=image)
+        altitude_m, altitude_var_m2 = convert.fix_altitude(
+            prior, self._configs.node.fix_default_altitude_m
+        )
+        return FrameResult(
+            estimate=estimate,
+            prior=prior,
+            frame_id=frame_id,
+            image=image,
+            fix_altitude_m=altitude_m,
+            fix_altitude_var_m2=altitude_var_m2,
+            fix_service=self._fix_service,
+        )
 
 
 def _attr(obj: Any, name: str) -> Any:

@@ -490,9 +490,15 @@ def _run_summary(
 
 
 class OutBagWriter:
-    """Writes published-style messages (pose, fix, diagnostics) into an mcap bag."""
+    """Writes published-style messages (pose, fix, diagnostics) into an mcap bag.
 
-    def __init__(self, path: Path, map_frame: str, fix_frame: str = "") -> None:
+    Args:
+        path: the bag directory to create.
+        map_frame: frame of ``~/pose``.
+        fix_frame: frame of ``~/fix`` (the node's ``fix_frame_id`` or ``base_frame``).
+    """
+
+    def __init__(self, path: Path, map_frame: str, fix_frame: str) -> None:
         from rosbags.typesys import Stores, get_typestore
 
         from cvgl_ros.tools.synth import open_writer
@@ -527,8 +533,14 @@ class OutBagWriter:
         conn = {POSE_OUT_TOPIC: self._pose, FIX_OUT_TOPIC: self._fix}.get(topic, self._diag)
         self._writer.write(conn, stamp_ns, cdr)
 
-    def write_frame(self, rec: FrameRecord, frame_id: str) -> None:
-        """Write what the node publishes for one frame: pose + fix when ok, diagnostics always."""
+    def write_frame(self, rec: FrameRecord, result: Any) -> None:
+        """Write what the node publishes for one frame: pose + fix when ok, diagnostics always.
+
+        Args:
+            rec: the frame's record.
+            result: the pipeline's :class:`~cvgl_ros.ros.pipeline.FrameResult` (the fix's
+                altitude and service, as the node publishes them).
+        """
         from cvgl_ros.ros import convert
 
         e = rec.estimate
@@ -551,14 +563,15 @@ class OutBagWriter:
                 rec.stamp_ns,
                 ts.serialize_cdr(msg, "geometry_msgs/msg/PoseWithCovarianceStamped"),
             )
+            f = result.fix_fields()
             fix = t["sensor_msgs/msg/NavSatFix"](
-                header=self._header(rec.stamp_ns, self.fix_frame or frame_id),
-                status=t["sensor_msgs/msg/NavSatStatus"](status=0, service=1),
-                latitude=e.lat_deg,
-                longitude=e.lon_deg,
-                altitude=math.nan,
-                position_covariance=np.array(convert.navsat_covariance_3x3(e.cov_en_yaw)),
-                position_covariance_type=3,
+                header=self._header(rec.stamp_ns, self.fix_frame),
+                status=t["sensor_msgs/msg/NavSatStatus"](status=f.status, service=f.service),
+                latitude=f.latitude_deg,
+                longitude=f.longitude_deg,
+                altitude=f.altitude_m,
+                position_covariance=np.array(f.position_covariance),
+                position_covariance_type=f.position_covariance_type,
             )
             self._writer.write(
                 self._fix, rec.stamp_ns, ts.serialize_cdr(fix, "sensor_msgs/msg/NavSatFix")
@@ -773,7 +786,9 @@ def replay_through_node(
             raise ReplayError(f"the node did not start: {exc}") from exc
         player = rclpy.create_node("cvgl_replay_player", context=ctx)
         if record_path is not None:
-            bag_writer = OutBagWriter(record_path, settings.map_frame, settings.fix_frame_id)
+            bag_writer = OutBagWriter(
+                record_path, settings.map_frame, settings.fix_frame_id or settings.base_frame
+            )
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         image_cls = CompressedImage if settings.image_transport == "compressed" else Image
         image_topic = _absolute(settings.image_topic) + (
@@ -1050,11 +1065,11 @@ def replay(
             raise ReplayError(f"cannot build the localizer: {what}") from exc
         if out_bag:
             s = pipeline.configs.node
-            bag_writer = OutBagWriter(out / "out_bag", s.map_frame, s.fix_frame_id)
+            bag_writer = OutBagWriter(out / "out_bag", s.map_frame, s.fix_frame_id or s.base_frame)
 
         def both(rec: FrameRecord, result: Any) -> None:
             if bag_writer is not None:
-                bag_writer.write_frame(rec, result.frame_id)
+                bag_writer.write_frame(rec, result)
             if on_frame is not None:
                 on_frame(rec, result)
 

@@ -80,7 +80,7 @@ def test_pipeline_mode_outputs(flight: tuple[SynthResult, Path], tmp_path: Path)
 def test_node_mode_gives_the_same_poses(flight: tuple[SynthResult, Path], tmp_path: Path) -> None:
     pytest.importorskip("rclpy")
     res, params = flight
-    replay(res.bag_path, params, tmp_path / "direct")
+    replay(res.bag_path, params, tmp_path / "direct", out_bag=True)
     node = replay(res.bag_path, params, tmp_path / "node", through_node=True, out_bag=True)
     assert node.summary["mode"] == "node"
     a, b = _rows(tmp_path / "direct" / "poses.csv"), _rows(tmp_path / "node" / "poses.csv")
@@ -97,7 +97,38 @@ def test_node_mode_gives_the_same_poses(flight: tuple[SynthResult, Path], tmp_pa
         for col in ("var_east_m2", "var_north_m2", "var_yaw_rad2"):
             assert float(ra[col]) == pytest.approx(float(rb[col]), rel=1e-4)
     assert _rows(tmp_path / "direct" / "prior.csv") == _rows(tmp_path / "node" / "prior.csv")
-    assert (tmp_path / "node" / "out_bag").is_dir()
+    # The fixes the replay writes are the node's: base_link, finite altitude, same fields.
+    direct_fixes = _fixes(tmp_path / "direct" / "out_bag")
+    node_fixes = _fixes(tmp_path / "node" / "out_bag")
+    assert direct_fixes and sorted(direct_fixes) == sorted(node_fixes)
+    for stamp, fa in direct_fixes.items():
+        fb = node_fixes[stamp]
+        assert fa["frame_id"] == fb["frame_id"] == "base_link"
+        assert math.isfinite(fa["altitude"]) and fa["altitude"] == pytest.approx(fb["altitude"])
+        for key in ("status", "service", "position_covariance_type"):
+            assert fa[key] == fb[key], key
+        np.testing.assert_allclose(fa["cov"], fb["cov"], rtol=1e-4)
+
+
+def _fixes(bag: Path) -> dict[int, dict[str, Any]]:
+    """The ``~/fix`` messages of an out bag by stamp, as plain fields."""
+    from rosbags.highlevel import AnyReader
+
+    out: dict[int, dict[str, Any]] = {}
+    with AnyReader([bag]) as reader:
+        conns = [c for c in reader.connections if c.topic == "/cvgl_node/fix"]
+        for conn, _, raw in reader.messages(connections=conns):
+            m = reader.deserialize(raw, conn.msgtype)
+            stamp = m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec
+            out[stamp] = {
+                "frame_id": m.header.frame_id,
+                "altitude": float(m.altitude),
+                "status": int(m.status.status),
+                "service": int(m.status.service),
+                "position_covariance_type": int(m.position_covariance_type),
+                "cov": np.asarray(m.position_covariance, dtype=float),
+            }
+    return out
 
 
 def test_sqlite3_compressed_and_dropouts(tmp_path: Path) -> None:

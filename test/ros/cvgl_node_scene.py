@@ -1,15 +1,18 @@
-"""A synthetic nadir scene over a real orthophoto, shared by the node tests (not a test module).
+"""A synthetic nadir scene over an orthophoto, shared by the node tests (not a test module).
 
-The world is the SpaceNet Atlanta orthophoto read through the real GeoTIFF patch source; the
-camera view is rendered from it by the real renderer at a known pose, so every expected value
-of the node's output is known exactly.
+The world is the SpaceNet Atlanta orthophoto (:func:`make_scene`, needs ``../shared/data``) or
+the procedural SYNTHETIC orthophoto written as a GeoTIFF (:func:`make_synthetic_scene`, needs
+nothing), read through the real GeoTIFF patch source; the camera view is rendered from it by the
+real renderer at a known pose, so every expected value of the node's output is known exactly.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +21,9 @@ from cvgl_ros.core.geodesy import LocalEnu
 from cvgl_ros.ros.convert import s_to_sec_nanosec
 from cvgl_ros.sim.render import render_nadir_view
 from cvgl_ros.tiles import GeoTiffPatchSource
+
+if TYPE_CHECKING:
+    from cvgl_ros.ros.node import CvglNode
 
 ORTHO_RELPATH = Path("spacenet_solaris_samples") / "sample_geotiff.tif"
 WIDTH_PX, HEIGHT_PX, FOCAL_PX = 320, 240, 280.0
@@ -89,6 +95,24 @@ def make_scene(
     return Scene(path, origin, camera, image, true_en, yaw_rad, float(lat), float(lon))
 
 
+def make_synthetic_scene(
+    directory: Path, east_m: float = 14.0, north_m: float = -9.0, yaw_rad: float = 0.6
+) -> Scene:
+    """:func:`make_scene` over the procedural orthophoto, written to ``directory/map.tif``."""
+    from cvgl_ros.sim.synthetic_map import SyntheticMapConfig, synthetic_world, write_geotiff
+
+    world = synthetic_world(SyntheticMapConfig(size_px=900, m_per_px=0.5, seed=11))
+    path = write_geotiff(Path(directory) / "map.tif", world)
+    origin = LocalEnu(world.center_lat_deg, world.center_lon_deg)
+    camera = PinholeCamera(
+        WIDTH_PX, HEIGHT_PX, FOCAL_PX, FOCAL_PX, (WIDTH_PX - 1) / 2, (HEIGHT_PX - 1) / 2
+    )
+    true_en = np.array([east_m, north_m])
+    image = render_nadir_view(world, camera, true_en, ALTITUDE_M, yaw_rad)
+    lat, lon = origin.to_wgs84(east_m, north_m)
+    return Scene(path, origin, camera, image, true_en, yaw_rad, float(lat), float(lon))
+
+
 def set_stamp(header: Any, stamp_s: float, frame_id: str) -> None:
     """Fill a header."""
     header.stamp.sec, header.stamp.nanosec = s_to_sec_nanosec(stamp_s)
@@ -147,3 +171,72 @@ def fix_msg(
     ]
     msg.position_covariance_type = NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN
     return msg
+
+
+class Harness:
+    """The node under test plus a test node publishing inputs and recording outputs."""
+
+    def __init__(self, context: Any, node: CvglNode) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseWithCovarianceStamped
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image, NavSatFix
+
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.node = node
+        self.io = rclpy.create_node("cvgl_test_io", context=context)
+        self.image_pub = self.io.create_publisher(Image, "/camera/image_raw", qos)
+        self.info_pub = self.io.create_publisher(CameraInfo, "/camera/camera_info", qos)
+        self.fix_pub = self.io.create_publisher(NavSatFix, "/gnss/fix", qos)
+        self.poses: list[PoseWithCovarianceStamped] = []
+        self.fixes: list[NavSatFix] = []
+        self.diags: list[DiagnosticArray] = []
+        self.io.create_subscription(
+            PoseWithCovarianceStamped, "/cvgl_node/pose", self.poses.append, qos
+        )
+        self.io.create_subscription(NavSatFix, "/cvgl_node/fix", self.fixes.append, qos)
+        self.io.create_subscription(DiagnosticArray, "/diagnostics", self.diags.append, qos)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(node)
+        self.executor.add_node(self.io)
+
+    def connected(self) -> bool:
+        return all(
+            p.get_subscription_count() > 0 for p in (self.image_pub, self.info_pub, self.fix_pub)
+        )
+
+    def spin_until(
+        self,
+        done: Callable[[], bool],
+        timeout_s: float = 30.0,
+        every: Callable[[], None] | None = None,
+        period_s: float = 0.4,
+    ) -> bool:
+        """Spin both nodes until ``done()``; call ``every()`` each ``period_s``."""
+        deadline = time.monotonic() + timeout_s
+        next_call = 0.0
+        while time.monotonic() < deadline:
+            if done():
+                return True
+            if every is not None and time.monotonic() >= next_call and self.connected():
+                every()
+                next_call = time.monotonic() + period_s
+            self.executor.spin_once(timeout_sec=0.05)
+        return done()
+
+    def localization_status(self, key: str, value: str) -> Any:
+        """The latest localization DiagnosticStatus whose ``key`` equals ``value``, or None."""
+        for array in reversed(self.diags):
+            for status in array.status:
+                if status.name.endswith(": localization"):
+                    values = {kv.key: kv.value for kv in status.values}
+                    if values.get(key) == value:
+                        return status
+        return None
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.io.destroy_node()
+        self.node.destroy_node()

@@ -133,6 +133,8 @@ def test_gpsd_source_delivers_gpsfake_fixes(gpsfake: Callable[[float, float], in
     source.start()
     try:
         assert _wait(lambda: len(priors) >= 2, 60.0), f"no fixes from gpsd: {source.stats()}"
+        # gpsd reports 2-D fixes (no altitude) until it has seen the GGA/GSA of a 3-D fix.
+        assert _wait(lambda: any(p.alt_m is not None for p in priors), 30.0), source.stats()
     finally:
         source.stop()
     first = priors[0]
@@ -141,6 +143,9 @@ def test_gpsd_source_delivers_gpsfake_fixes(gpsfake: Callable[[float, float], in
     assert first.lon_deg == pytest.approx(lon, abs=5e-6)
     np.testing.assert_allclose(first.cov_en_m2, np.eye(2) * 16.0)  # no epx/epy: default sigma
     assert abs(first.stamp_s - time.time()) < 30.0  # stamped on the receiving clock
+    # GGA: 250 m above mean sea level, geoid 30 m below the ellipsoid -> 220 m ellipsoidal.
+    altitudes = [p.alt_m for p in priors if p.alt_m is not None]
+    assert altitudes == pytest.approx([220.0] * len(altitudes), abs=0.01)
     assert np.all(np.linalg.eigvalsh(first.cov_en_m2) > 0.0)
     stats = source.stats()
     assert stats["connects"] >= 1 and stats["fixes"] >= 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 from typing import Any
@@ -317,6 +318,7 @@ class TestNavSatFix:
     def test_known_covariance_is_used(self) -> None:
         prior = convert.gnss_prior_from_navsatfix(_fix(), default_sigma_m=10.0)
         assert (prior.lat_deg, prior.lon_deg, prior.alt_m) == (47.0, 8.0, 400.0)
+        assert prior.alt_var_m2 == 16.0
         np.testing.assert_allclose(prior.cov_en_m2, [[4.0, 1.0], [1.0, 9.0]])
         assert prior.stamp_s == pytest.approx(12.5)
 
@@ -451,11 +453,38 @@ class TestRosMessageBuilders:
 
     def test_fix_message(self) -> None:
         pytest.importorskip("sensor_msgs")
-        msg = convert.build_fix_msg(_ok_estimate(), "camera_optical", altitude_m=None)
-        assert msg.position_covariance_type == 3
-        assert (msg.latitude, msg.longitude) == (47.1, 8.2)
-        assert math.isnan(msg.altitude)
-        assert msg.header.frame_id == "camera_optical"
+        msg = convert.build_fix_msg(_ok_estimate(), "base_link", 412.5, altitude_var_m2=9.0)
+        assert msg.position_covariance_type == const.COVARIANCE_TYPE_KNOWN
+        assert (msg.latitude, msg.longitude, msg.altitude) == (47.1, 8.2, 412.5)
+        assert (msg.status.status, msg.status.service) == (0, 1)  # STATUS_FIX, SERVICE_GPS
+        assert msg.position_covariance[8] == 9.0
+        assert msg.header.frame_id == "base_link"
+        glonass = convert.build_fix_msg(_ok_estimate(), "base_link", 412.5, service=3)
+        assert glonass.status.service == 3  # GPS | GLONASS, as the input fixes said
+
+    def test_fix_altitude_is_never_nan(self) -> None:
+        # gpsd without a height above the ellipsoid, or a NaN NavSatFix altitude: no alt_m.
+        no_alt = convert.gnss_prior_from_navsatfix(_fix(altitude=math.nan), 5.0)
+        assert convert.fix_altitude(no_alt, 431.0) == (431.0, const.UNOBSERVED_VARIANCE)
+        assert convert.fix_altitude(None, 0.0) == (0.0, const.UNOBSERVED_VARIANCE)
+        known = convert.gnss_prior_from_navsatfix(_fix(), 5.0)
+        assert convert.fix_altitude(known, 431.0) == (400.0, 16.0)
+        unknown_var = convert.gnss_prior_from_navsatfix(
+            _fix(position_covariance_type=const.COVARIANCE_TYPE_UNKNOWN), 5.0
+        )
+        assert convert.fix_altitude(unknown_var, 431.0) == (400.0, const.UNOBSERVED_VARIANCE)
+
+    def test_fix_fields_covariance_type(self) -> None:
+        f = convert.navsat_fix_fields(_ok_estimate(), 10.0, 4.0)
+        assert f.position_covariance_type == const.COVARIANCE_TYPE_KNOWN  # COV3 correlates e/n
+        diagonal = dataclasses.replace(_ok_estimate(), cov_en_yaw=np.diag([1.0, 2.0, 0.01]))
+        f = convert.navsat_fix_fields(diagonal, 10.0, 4.0)
+        assert f.position_covariance_type == const.COVARIANCE_TYPE_DIAGONAL_KNOWN
+        assert f.position_covariance == (1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 4.0)
+        with pytest.raises(ValueError, match="altitude"):
+            convert.navsat_fix_fields(_ok_estimate(), math.nan)
+        with pytest.raises(ValueError, match="status"):
+            convert.navsat_fix_fields(PoseEstimate(status=PoseStatus.NO_FIX), 0.0)
 
     def test_diagnostics_and_image_messages(self) -> None:
         pytest.importorskip("diagnostic_msgs")

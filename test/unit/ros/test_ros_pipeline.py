@@ -71,6 +71,16 @@ class TestFixBuffer:
         a = 0.5
         np.testing.assert_allclose(p.cov_en_m2, np.eye(2) * 4.0 * ((1 + a) ** 2 + a**2))
 
+    def test_altitude_variance_follows_the_horizontal_rule(self) -> None:
+        buf = FixBuffer(8)
+        lat, lon = ENU.to_wgs84(0.0, 0.0)
+        for stamp, var in ((10.0, 4.0), (11.0, 16.0)):
+            buf.add(GnssPrior(float(lat), float(lon), np.eye(2), stamp, 400.0, var))
+        assert buf.prior_at(10.25, 1.0).alt_var_m2 == pytest.approx(0.75 * 4 + 0.25 * 16)
+        a = 0.5  # past the newest fix: w = 1.5
+        assert buf.prior_at(11.5, 1.0).alt_var_m2 == pytest.approx((1 + a) ** 2 * 16 + a**2 * 4)
+        assert buf.prior_at(10.5, 1.0).alt_m == pytest.approx(400.0)
+
     def test_out_of_order_and_capacity(self) -> None:
         buf = FixBuffer(3)
         for t in (3.0, 1.0, 2.0, 4.0):
@@ -461,7 +471,7 @@ class TestBadInputsAreRefusedOrCounted:
         p.on_image(_img(1.08))
         p.on_image(_img(0.95))  # older: interpolated between 0.9 and 1.0, not the newest
         expected = gravity_from_imu(
-            (math.sin(0.05), 0.0, 0.0, math.cos(0.05)), p._body_from_camera
+            (math.sin(0.05), 0.0, 0.0, math.cos(0.05)), p._extrinsics.body_from_camera
         )
         np.testing.assert_allclose(loc.calls[-1]["gravity"], expected, atol=1e-9)
         assert loc.calls[-1]["attitude_sigma"] is None
