@@ -176,6 +176,7 @@ def test_extrinsics_from_tf(
     assert tf2.listeners and tf2.listeners[0][1] is h.node
 
     # Until TF has the transform, frames fail and say which transform is missing.
+    sent = [0]
     assert h.spin_until(
         lambda: (
             h.localization_status("last_failure_status", "error") is not None
@@ -183,7 +184,7 @@ def test_extrinsics_from_tf(
             in str(h.localization_status("last_failure_status", "error").message)
         ),
         timeout_s=60.0,
-        every=lambda: _publish_once(h, scene),
+        every=lambda: _publish_once(h, scene, sent),
     )
     assert not h.poses
     tf2.available = True
@@ -194,10 +195,14 @@ def test_extrinsics_from_tf(
     assert isinstance(stamp, Time) and stamp.nanoseconds == 0  # the latest transform
 
 
-def _publish_once(h: Harness, scene: Scene) -> None:
-    h.info_pub.publish(camera_info_msg(scene, T0_S))
-    h.fix_pub.publish(fix_msg(scene.true_lat_deg, scene.true_lon_deg, T0_S))
-    h.image_pub.publish(image_msg(scene.image, T0_S))
+def _publish_once(h: Harness, scene: Scene, sent: list[int]) -> None:
+    # Each image gets its own stamp (the node drops repeated stamps), 30 s before the ones
+    # _run publishes afterwards, so the stream moves forward.
+    stamp = T0_S - 30.0 + 0.25 * sent[0]
+    sent[0] += 1
+    h.info_pub.publish(camera_info_msg(scene, stamp))
+    h.fix_pub.publish(fix_msg(scene.true_lat_deg, scene.true_lon_deg, stamp))
+    h.image_pub.publish(image_msg(scene.image, stamp))
 
 
 def test_tf_without_tf2_ros_stops_startup(
