@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from cvgl_ros.backends.base import BackendBase, BackendError, check_shape
-from cvgl_ros.models.errors import require
+from cvgl_ros.backends.errors import require
 
 LOGGER = logging.getLogger(__name__)
 

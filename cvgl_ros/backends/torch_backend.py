@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from cvgl_ros.backends.base import BackendBase, BackendError
-from cvgl_ros.models.errors import require
+from cvgl_ros.backends.errors import require
 
 
 class TorchBackend(BackendBase):

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cvgl_ros.backends.base import (
-    BackendError,
     InferenceBackend,
     check_image_input_size,
     open_backend,
     resolve_backend_kind,
 )
+from cvgl_ros.backends.errors import BackendError
 from cvgl_ros.core.types import FloatArray, UInt8Array
 from cvgl_ros.models.config import DepthModelConfig
 from cvgl_ros.models.errors import WeightsError

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from cvgl_ros.backends.base import (
-    BackendError,
     InferenceBackend,
     check_image_input_size,
     open_backend,
     resolve_backend_kind,
 )
+from cvgl_ros.backends.errors import BackendError
 from cvgl_ros.core.types import AerialPatch, Correspondences, UInt8Array
 from cvgl_ros.core.view import MatchView, apply_affine
 from cvgl_ros.models.cache import AerialFeatureCache

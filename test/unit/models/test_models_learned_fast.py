@@ -305,7 +305,7 @@ def test_auto_refuses_half_exported_matcher_and_missing_depth_file(
     tmp_path: Path, checkpoint: object
 ) -> None:
     """ "auto" never silently falls back to torch when files were configured but are missing."""
-    from cvgl_ros.backends.base import BackendError
+    from cvgl_ros.backends.errors import BackendError
     from cvgl_ros.models.checkpoint import save_matcher_checkpoint
     from cvgl_ros.models.config import DepthModelConfig, LearnedMatcherConfig
     from cvgl_ros.models.depth import DepthAnythingDepth
