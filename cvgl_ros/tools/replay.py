@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from cvgl_ros.core.attitude import quaternion_xyzw_from_yaw, yaw_from_quaternion_xyzw
 from cvgl_ros.core.types import GnssPrior, PoseEstimate
 from cvgl_ros.tools.eval import POSE_COLUMNS, PRIOR_COLUMNS
 
@@ -339,31 +340,30 @@ class PriorTracker:
     """
 
     def __init__(self, configs: Any) -> None:
-        from cvgl_ros.ros.pipeline import FixBuffer
+        from cvgl_ros.core.gnss import FixBuffer
 
         self._settings = configs.node
         self._buffer = FixBuffer(configs.node.fix_buffer_size)
 
     def on_fix(self, msg: Any) -> None:
         from cvgl_ros.ros import convert
-        from cvgl_ros.ros.errors import FixRejectedError
 
         s = self._settings
         try:
             prior = convert.gnss_prior_from_navsatfix(
                 msg, s.fix_default_sigma_m, s.fix_min_sigma_m
             )
-        except (FixRejectedError, AttributeError, TypeError, ValueError):
+        except (AttributeError, TypeError, ValueError):  # incl. FixRejectedError
             return
         self._buffer.add_or_restart(prior)
 
     def prior_at(self, stamp_s: float) -> tuple[GnssPrior | None, str]:
-        from cvgl_ros.ros.errors import FixRejectedError
+        from cvgl_ros.core.errors import PriorUnavailableError
 
         try:
             return self._buffer.prior_at(stamp_s, self._settings.max_fix_age_s), "ok"
-        except FixRejectedError as exc:
-            return None, "no_fix" if exc.reason == "no_fix" else "stale_fix"
+        except PriorUnavailableError as exc:
+            return None, exc.reason
 
 
 # --------------------------------------------------------------------------- direct mode
@@ -547,7 +547,7 @@ class OutBagWriter:
         t = self.t
         ts = self.typestore
         if e.ok:
-            x, y, z, w = convert.quaternion_xyzw_from_yaw(e.yaw_enu_rad)
+            x, y, z, w = quaternion_xyzw_from_yaw(e.yaw_enu_rad)
             pose = t["geometry_msgs/msg/Pose"](
                 position=t["geometry_msgs/msg/Point"](x=e.east_m, y=e.north_m, z=0.0),
                 orientation=t["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w),
@@ -702,7 +702,6 @@ def _parse_diagnostics(msg: Any, obs: _NodeObserver, lock: Any) -> None:
 def _estimate_from_messages(stamp_ns: int, pose: Any, fix: Any) -> PoseEstimate:
     """An OK PoseEstimate rebuilt from the node's ~/pose and ~/fix messages."""
     from cvgl_ros.core.types import PoseStatus
-    from cvgl_ros.ros import convert
 
     q = pose.pose.pose.orientation
     return PoseEstimate(
@@ -711,7 +710,7 @@ def _estimate_from_messages(stamp_ns: int, pose: Any, fix: Any) -> PoseEstimate:
         lon_deg=float(fix.longitude) if fix is not None else math.nan,
         east_m=float(pose.pose.pose.position.x),
         north_m=float(pose.pose.pose.position.y),
-        yaw_enu_rad=convert.yaw_from_quaternion_xyzw((q.x, q.y, q.z, q.w)),
+        yaw_enu_rad=yaw_from_quaternion_xyzw((q.x, q.y, q.z, q.w)),
         cov_en_yaw=_en_yaw_block(pose.pose.covariance),
         stamp_s=stamp_ns * 1e-9,
     )
