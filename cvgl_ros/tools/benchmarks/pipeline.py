@@ -91,7 +91,7 @@ def _flight(tmp: Path, frames: int, width_px: int, height_px: int, name: str) ->
 def _read_decode_fps(bag: Path) -> float:
     """Frames per second of reading the bag and decoding its images, nothing else."""
     from cvgl_ros.ros import convert
-    from cvgl_ros.tools.replay import BagTopics, iter_bag
+    from cvgl_ros.tools.bags import BagTopics, iter_bag
 
     n = 0
     t0 = time.perf_counter()
@@ -126,7 +126,7 @@ def replay_summary(bag: Path, pipeline: Any, max_frames: int | None = None) -> d
         latencies where those components expose them; ``patches`` / ``cache`` are absent
         where the localizer or matcher keeps no such counters).
     """
-    from cvgl_ros.tools.replay import replay_pipeline
+    from cvgl_ros.tools.replay_pipeline import replay_pipeline
 
     localizer = pipeline.localizer
     matcher = getattr(localizer, "matcher", None)

@@ -45,7 +45,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
 
 
 def _read_bag(bag: Path) -> dict[str, list[object]]:
-    from cvgl_ros.tools.replay import BagTopics, iter_bag
+    from cvgl_ros.tools.bags import BagTopics, iter_bag
 
     out: dict[str, list[object]] = {}
     for role, _t, msg in iter_bag(bag, BagTopics()):
