@@ -528,6 +528,17 @@ class DepthAnythingDepth:
         """Network time of the last network run, seconds."""
         return float(self._backend.last_latency_s)
 
+    @property
+    def backend(self) -> InferenceBackend:
+        """The backend running the network (which runtime: tools, benchmarks)."""
+        return self._backend
+
+    def forget_last_image(self) -> None:
+        """Drop the kept depth of the previous image: the next call runs the network even
+        for the same image (benchmarks timing one frame after another)."""
+        self._last_key = None
+        self._last_depth = None
+
     def close(self) -> None:
         """Close the backend."""
         self._backend.close()

@@ -270,6 +270,16 @@ class LearnedMatcher:
             corr.weights[keep],
         )
 
+    @property
+    def ground_backend(self) -> InferenceBackend:
+        """The backend describing ground images."""
+        return self._ground
+
+    @property
+    def aerial_backend(self) -> InferenceBackend:
+        """The backend describing aerial patches (may be :attr:`ground_backend` itself)."""
+        return self._aerial
+
     def close(self) -> None:
         """Close the backends."""
         self._ground.close()

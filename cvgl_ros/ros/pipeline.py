@@ -305,10 +305,8 @@ class Pipeline:
 
     @property
     def patch_source(self) -> Any:
-        """The patch source the localizer uses."""
-        return getattr(self._localizer, "patches", None) or getattr(
-            self._localizer, "_patches", None
-        )
+        """The patch source the localizer uses (its public ``patches``)."""
+        return self._localizer.patches
 
     @property
     def has_camera(self) -> bool:
@@ -357,9 +355,9 @@ class Pipeline:
         old = self._localizer
         localizer = Localizer(
             configs.localizer,
-            _attr(old, "matcher"),
-            _attr(old, "depth"),
-            _attr(old, "patches"),
+            old.matcher,
+            old.depth,
+            old.patches,
             map_origin=old.map_origin,
         )
         with self._lock:
@@ -701,14 +699,6 @@ class Pipeline:
             fix_altitude_var_m2=altitude_var_m2,
             fix_service=self._fix_service,
         )
-
-
-def _attr(obj: Any, name: str) -> Any:
-    """A localizer component, by public or private attribute name."""
-    for candidate in (name, f"_{name}"):
-        if hasattr(obj, candidate):
-            return getattr(obj, candidate)
-    raise AttributeError(f"{type(obj).__name__} exposes no '{name}'")
 
 
 def build_patches(configs: NodeConfigs) -> Any:

@@ -172,6 +172,8 @@ def test_cache_hit_runs_no_aerial_network_and_hashes_once(
     checkpoint: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     matcher, ground_net, aerial_net = _matcher(checkpoint)
+    assert matcher.ground_backend is ground_net  # type: ignore[attr-defined]
+    assert matcher.aerial_backend is aerial_net  # type: ignore[attr-defined]
     keys = []
     real_key = cache_module.patch_key
 
