@@ -33,17 +33,20 @@ PACKAGE = "cvgl_ros"
 # Subpackage -> the subpackages it may import (besides itself). The layers, bottom up:
 # core < backends, tiles, sim < models < ros, training < tools. In particular the core imports
 # nothing else of the package; backends and tiles do not import models, ros or tools; models
-# do not import ros or tools; ros does not import tools.
+# do not import ros or tools; ros does not import tools. Every subpackage may use
+# cvgl_ros/lazy.py (the PEP 562 helper of the __init__ files), which imports nothing.
+_BASE = frozenset({"lazy"})
 ALLOWED_IMPORTS: dict[str, frozenset[str]] = {
     "": frozenset(),  # cvgl_ros/__init__.py
-    "core": frozenset(),
-    "backends": frozenset({"core"}),
-    "tiles": frozenset({"core"}),
-    "sim": frozenset({"core"}),
-    "models": frozenset({"core", "backends"}),
-    "ros": frozenset({"core", "backends", "models", "tiles"}),
-    "training": frozenset({"core", "backends", "models", "sim", "tiles"}),
-    "tools": frozenset({"core", "backends", "tiles", "sim", "models", "ros", "training", "tools"}),
+    "lazy": frozenset(),
+    "core": _BASE,
+    "backends": _BASE | {"core"},
+    "tiles": _BASE | {"core"},
+    "sim": _BASE | {"core"},
+    "models": _BASE | {"core", "backends"},
+    "ros": _BASE | {"core", "backends", "models", "tiles"},
+    "training": _BASE | {"core", "backends", "models", "sim", "tiles"},
+    "tools": _BASE | {"core", "backends", "tiles", "sim", "models", "ros", "training", "tools"},
 }
 # Private names that are public API by convention (namedtuple methods).
 PUBLIC_UNDERSCORE_NAMES = frozenset({"_replace", "_asdict", "_fields", "_make"})
