@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 from cvgl_ros.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from cvgl_ros.models.classical import ClassicalMatcher, ClassicalMatcherConfig
+    from cvgl_ros.models.classical import ClassicalMatcher
     from cvgl_ros.models.config import (
+        ClassicalMatcherConfig,
         DepthConfig,
         DepthModelConfig,
         LearnedMatcherConfig,
@@ -40,8 +41,9 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "cvgl_ros.models.classical": ("ClassicalMatcher", "ClassicalMatcherConfig"),
+        "cvgl_ros.models.classical": ("ClassicalMatcher",),
         "cvgl_ros.models.config": (
+            "ClassicalMatcherConfig",
             "DepthConfig",
             "DepthModelConfig",
             "LearnedMatcherConfig",
