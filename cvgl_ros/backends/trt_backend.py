@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from cvgl_ros.backends.base import BackendBase, BackendError
-from cvgl_ros.backends.errors import require
+from cvgl_ros.backends.base import BackendBase
+from cvgl_ros.backends.errors import BackendError, require
 from cvgl_ros.backends.manifest import (
     EngineManifest,
     RuntimeInfo,
