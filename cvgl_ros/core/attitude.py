@@ -36,19 +36,30 @@ def quaternion_xyzw_from_yaw(yaw_rad: float) -> QuaternionXyzw:
     return 0.0, 0.0, math.sin(0.5 * yaw_rad), math.cos(0.5 * yaw_rad)
 
 
+def unit_quaternion_xyzw(q_xyzw: object, name: str = "quaternion") -> QuaternionXyzw:
+    """``q_xyzw`` (x, y, z, w) checked and normalised to unit length.
+
+    Raises:
+        InvalidInputError: not 4 finite values, or a zero quaternion (the message names
+            ``name``).
+    """
+    q = np.asarray(q_xyzw, dtype=np.float64).reshape(-1)
+    if q.shape != (4,) or not np.all(np.isfinite(q)):
+        raise InvalidInputError(f"{name} must be 4 finite values (x, y, z, w), got {q!r}")
+    norm = float(np.linalg.norm(q))
+    if norm < 1e-9:
+        raise InvalidInputError(f"{name} is a zero quaternion")
+    x, y, z, w = (float(v) for v in q / norm)
+    return x, y, z, w
+
+
 def roll_pitch_from_quaternion(orientation_xyzw: object) -> tuple[float, float]:
     """Roll and pitch (radians, REP-103 Z-Y-X) of ``world_from_body`` given as a quaternion.
 
     Raises:
         InvalidInputError: not 4 finite values or a zero quaternion.
     """
-    q = np.asarray(orientation_xyzw, dtype=np.float64).reshape(-1)
-    if q.shape != (4,) or not np.all(np.isfinite(q)):
-        raise InvalidInputError(f"orientation_xyzw must be 4 finite values, got {q!r}")
-    norm = float(np.linalg.norm(q))
-    if norm < 1e-9:
-        raise InvalidInputError("orientation_xyzw is a zero quaternion")
-    x, y, z, w = q / norm
+    x, y, z, w = unit_quaternion_xyzw(orientation_xyzw, "orientation_xyzw")
     roll = math.atan2(2.0 * (w * x + y * z), 1.0 - 2.0 * (x * x + y * y))
     pitch = math.asin(max(-1.0, min(1.0, 2.0 * (w * y - z * x))))
     return roll, pitch
@@ -60,13 +71,7 @@ def rotation_from_quaternion_xyzw(q_xyzw: object) -> FloatArray:
     Raises:
         InvalidInputError: not 4 finite values, or a zero quaternion.
     """
-    q = np.asarray(q_xyzw, dtype=np.float64).reshape(-1)
-    if q.shape != (4,) or not np.all(np.isfinite(q)):
-        raise InvalidInputError(f"quaternion must be 4 finite values (x, y, z, w), got {q!r}")
-    norm = float(np.linalg.norm(q))
-    if norm < 1e-9:
-        raise InvalidInputError("quaternion is zero")
-    x, y, z, w = q / norm
+    x, y, z, w = unit_quaternion_xyzw(q_xyzw)
     return np.array(
         [
             [1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - z * w), 2.0 * (x * z + y * w)],

@@ -8,8 +8,9 @@ fix, and the assembly of north-up metric ``AerialPatch`` images centred on a fix
 Entry point: :func:`build_patch_source` (source string + cache path + :class:`PatchConfig`
 -> a ``PatchSource`` with ``patch_at(lat_deg, lon_deg) -> AerialPatch``). See docs/TILES.md.
 
-The names below are imported on first use (:mod:`cvgl_ros.lazy`): importing
-``cvgl_ros.tiles.config`` does not import rasterio or the HTTP stack.
+The errors are imported with the package, the other names below on first use
+(:mod:`cvgl_ros.lazy`): importing ``cvgl_ros.tiles.config`` does not import rasterio or the HTTP
+stack.
 """
 
 from __future__ import annotations
@@ -17,21 +18,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cvgl_ros.lazy import lazy_exports
+from cvgl_ros.tiles.errors import (
+    CacheError,
+    CacheFullError,
+    CacheLockedError,
+    NoImageryError,
+    OfflineError,
+    OutsideTileGridError,
+    TileDecodeError,
+    TileFetchError,
+    TileNotFoundError,
+    TilesError,
+)
 
 if TYPE_CHECKING:
     from cvgl_ros.tiles.config import CacheConfig, PatchConfig, PrefetchConfig, TileSourceConfig
-    from cvgl_ros.tiles.errors import (
-        CacheError,
-        CacheFullError,
-        CacheLockedError,
-        NoImageryError,
-        OfflineError,
-        OutsideTileGridError,
-        TileDecodeError,
-        TileFetchError,
-        TileNotFoundError,
-        TilesError,
-    )
     from cvgl_ros.tiles.factory import build_patch_source
     from cvgl_ros.tiles.geotiff import GeoTiffPatchSource
 
@@ -62,18 +63,6 @@ __getattr__, __dir__ = lazy_exports(
             "PatchConfig",
             "PrefetchConfig",
             "TileSourceConfig",
-        ),
-        "cvgl_ros.tiles.errors": (
-            "CacheError",
-            "CacheFullError",
-            "CacheLockedError",
-            "NoImageryError",
-            "OfflineError",
-            "OutsideTileGridError",
-            "TileDecodeError",
-            "TileFetchError",
-            "TileNotFoundError",
-            "TilesError",
         ),
         "cvgl_ros.tiles.factory": ("build_patch_source",),
         "cvgl_ros.tiles.geotiff": ("GeoTiffPatchSource",),

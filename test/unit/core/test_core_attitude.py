@@ -93,7 +93,7 @@ def test_quaternion_rotation_matches_axis_rotations(angle: float) -> None:
     np.testing.assert_allclose(
         rotation_from_quaternion_xyzw([0, 0, 2 * s, 2 * c]), rot_z(angle), atol=1e-12
     )
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidInputError, match="quaternion is a zero quaternion"):
         rotation_from_quaternion_xyzw([0.0, 0.0, 0.0, 0.0])
 
 
@@ -125,5 +125,7 @@ def test_roll_pitch_yaw_of_a_quaternion_recover_the_rotation(
     assert math.remainder(yaw_from_quaternion_xyzw(q) - yaw, 2 * math.pi) == pytest.approx(
         0.0, abs=1e-9
     )
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidInputError, match="orientation_xyzw must be 4 finite values"):
         roll_pitch_from_quaternion([0.0, 0.0, math.nan, 1.0])
+    with pytest.raises(InvalidInputError, match="orientation_xyzw is a zero quaternion"):
+        roll_pitch_from_quaternion([0.0, 0.0, 0.0, 0.0])

@@ -28,11 +28,6 @@ LAT0, LON0 = 47.3977419, 8.5455938
 ENU = LocalEnu(LAT0, LON0)
 
 
-def _prior(east_m: float, north_m: float, stamp_s: float, sigma_m: float = 2.0) -> GnssPrior:
-    lat, lon = ENU.to_wgs84(east_m, north_m)
-    return GnssPrior(float(lat), float(lon), np.eye(2) * sigma_m**2, stamp_s, 400.0)
-
-
 def _en(prior: GnssPrior) -> np.ndarray:
     e, n = ENU.to_en(prior.lat_deg, prior.lon_deg)
     return np.array([float(e), float(n)])
