@@ -1,5 +1,5 @@
 # One-command entry points. Every target sets itself up from a clean clone.
-#   make test   - venv + pinned deps + Debian test deps, then ruff, mypy (core), pytest
+#   make test   - venv + pinned deps + Debian test deps, then ruff, mypy (strict), pytest
 #   make demo   - the main job on the embedded default (synthetic flight, replay, evaluation)
 #   make bench  - benchmarks, JSON in bench-results/, table in docs/BENCHMARKS.md
 #   make test-oldstack - core + classical + node tests on Debian's OpenCV 4.6 / numpy 1.24
@@ -38,8 +38,14 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# mypy --strict (pyproject.toml) on the core, the backends and the ROS adapter's modules.
+TYPECHECK_PATHS := cvgl_ros/core cvgl_ros/backends cvgl_ros/lazy.py cvgl_ros/ros/__init__.py \
+	cvgl_ros/ros/constants.py cvgl_ros/ros/convert.py cvgl_ros/ros/diagnostics.py \
+	cvgl_ros/ros/errors.py cvgl_ros/ros/gpsd_source.py cvgl_ros/ros/overlay.py \
+	cvgl_ros/ros/pipeline.py
+
 typecheck: setup
-	$(VENV)/bin/mypy cvgl_ros/core
+	$(VENV)/bin/mypy $(TYPECHECK_PATHS)
 
 pytest: setup debs
 	bash scripts/run_pytest.sh $(PYTEST_ARGS)

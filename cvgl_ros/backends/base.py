@@ -1,4 +1,4 @@
-"""The ``InferenceBackend`` protocol, backend errors and backend selection.
+"""The ``InferenceBackend`` protocol and backend selection (errors: :mod:`.errors`).
 
 A backend runs one network: named float32 numpy inputs -> named numpy outputs. It is a context
 manager (``with open_backend(...) as b:``) that releases its session / engine / device buffers
@@ -15,19 +15,11 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from cvgl_ros.models.errors import MissingExtraError, ModelError
+from cvgl_ros.backends.errors import BackendError, MissingExtraError
 
 LOGGER = logging.getLogger(__name__)
 
 BACKEND_KINDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
-
-
-class BackendError(ModelError):
-    """A backend cannot be opened or run (bad file, wrong inputs, unavailable device)."""
-
-
-class EngineMismatchError(BackendError):
-    """A TensorRT engine was built for another GPU, TensorRT version or ONNX file."""
 
 
 @runtime_checkable

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cvgl_ros.backends.base import BackendError, EngineMismatchError
+from cvgl_ros.backends.errors import BackendError, EngineMismatchError
 
 MANIFEST_FORMAT = "cvgl_ros.engine"
 MANIFEST_VERSION = 1

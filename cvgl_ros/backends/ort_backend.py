@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from cvgl_ros.backends.base import BackendBase, BackendError, check_shape
-from cvgl_ros.models.errors import require
+from cvgl_ros.backends.base import BackendBase, check_shape
+from cvgl_ros.backends.errors import BackendError, require
 
 LOGGER = logging.getLogger(__name__)
 

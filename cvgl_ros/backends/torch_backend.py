@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from cvgl_ros.backends.base import BackendBase, BackendError
-from cvgl_ros.models.errors import require
+from cvgl_ros.backends.base import BackendBase
+from cvgl_ros.backends.errors import BackendError, require
 
 
 class TorchBackend(BackendBase):

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from cvgl_ros.backends.base import BackendBase, BackendError
+from cvgl_ros.backends.base import BackendBase
+from cvgl_ros.backends.errors import BackendError, require
 from cvgl_ros.backends.manifest import (
     EngineManifest,
     RuntimeInfo,
@@ -24,7 +25,6 @@ from cvgl_ros.backends.manifest import (
     check_manifest,
     read_manifest,
 )
-from cvgl_ros.models.errors import require
 
 LOGGER = logging.getLogger(__name__)
 

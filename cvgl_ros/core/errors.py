@@ -28,3 +28,24 @@ class NoValidHypothesisError(DegenerateInputError):
     def __init__(self, message: str, rejected_by_priors: int = 0) -> None:
         super().__init__(message)
         self.rejected_by_priors = rejected_by_priors
+
+
+class UnavailableAtStampError(CoreError, LookupError):
+    """A stamp-sorted buffer cannot give a value at the requested stamp.
+
+    Args:
+        reason: short stable key that counters and diagnostics use (``no_fix``, ``gap``, ...).
+        message: what was missing, for logs.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class PriorUnavailableError(UnavailableAtStampError):
+    """No GNSS prior at a stamp: ``reason`` ``no_fix`` (no fix yet) or ``stale_fix``."""
+
+
+class AttitudeUnavailableError(UnavailableAtStampError):
+    """No IMU attitude at a stamp: ``reason`` ``no_imu``, ``not_bracketed`` or ``gap``."""

@@ -67,29 +67,6 @@ class CameraExtrinsics:
         )
 
 
-def rotation_from_quaternion_xyzw(q_xyzw: object) -> FloatArray:
-    """(3, 3) float64 rotation of a quaternion (x, y, z, w), normalised first.
-
-    Raises:
-        InvalidInputError: not 4 finite values, or a zero quaternion.
-    """
-    q = np.asarray(q_xyzw, dtype=np.float64).reshape(-1)
-    if q.shape != (4,) or not np.all(np.isfinite(q)):
-        raise InvalidInputError(f"quaternion must be 4 finite values (x, y, z, w), got {q!r}")
-    norm = float(np.linalg.norm(q))
-    if norm < 1e-9:
-        raise InvalidInputError("quaternion is zero")
-    x, y, z, w = q / norm
-    return np.array(
-        [
-            [1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - z * w), 2.0 * (x * z + y * w)],
-            [2.0 * (x * y + z * w), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - x * w)],
-            [2.0 * (x * z - y * w), 2.0 * (y * z + x * w), 1.0 - 2.0 * (x * x + y * y)],
-        ],
-        dtype=np.float64,
-    )
-
-
 def horizontal_lever_arm_m(camera_in_base_m: object, gravity_from_body: object) -> FloatArray:
     """The camera's horizontal offset from the base origin in the gravity-aligned body frame.
 

@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 
+from cvgl_ros.core.attitude import roll_pitch_from_quaternion
 from cvgl_ros.core.errors import InvalidInputError
 from cvgl_ros.core.types import FloatArray
 
@@ -120,24 +121,6 @@ def body_from_camera_for_mount(
 ) -> FloatArray:
     """(3, 3) float64 ``body_from_camera`` (optical -> FLU body) of a mount on the body."""
     return gravity_from_camera_for_mount(mount, roll_rad, pitch_rad, yaw_rad)
-
-
-def roll_pitch_from_quaternion(orientation_xyzw: object) -> tuple[float, float]:
-    """Roll and pitch (radians, REP-103 Z-Y-X) of ``world_from_body`` given as a quaternion.
-
-    Raises:
-        InvalidInputError: not 4 finite values or a zero quaternion.
-    """
-    q = np.asarray(orientation_xyzw, dtype=np.float64).reshape(-1)
-    if q.shape != (4,) or not np.all(np.isfinite(q)):
-        raise InvalidInputError(f"orientation_xyzw must be 4 finite values, got {q!r}")
-    norm = float(np.linalg.norm(q))
-    if norm < 1e-9:
-        raise InvalidInputError("orientation_xyzw is a zero quaternion")
-    x, y, z, w = q / norm
-    roll = math.atan2(2.0 * (w * x + y * z), 1.0 - 2.0 * (x * x + y * y))
-    pitch = math.asin(max(-1.0, min(1.0, 2.0 * (w * y - z * x))))
-    return roll, pitch
 
 
 def gravity_from_imu(orientation_xyzw: object, body_from_camera: object) -> FloatArray:

@@ -11,8 +11,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from cvgl_ros.models.classical import ClassicalMatcherConfig
-
 BackendKind = Literal["auto", "torch", "onnxruntime", "tensorrt"]
 BACKEND_KINDS: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt")
 DeviceKind = Literal["cpu", "cuda"]
@@ -23,6 +21,102 @@ DepthKind = Literal["ground_plane", "constant_range", "model"]
 DEPTH_KINDS: tuple[str, ...] = ("ground_plane", "constant_range", "model")
 DepthVariant = Literal["small", "base", "large"]
 DEPTH_VARIANTS: tuple[str, ...] = ("small", "base", "large")
+
+
+FeatureKind = Literal["sift", "akaze", "orb"]
+FEATURE_KINDS: tuple[str, ...] = ("sift", "akaze", "orb")
+
+
+@dataclass(frozen=True)
+class ClassicalMatcherConfig:
+    """Configuration of :class:`~cvgl_ros.models.classical.ClassicalMatcher`.
+
+    Attributes:
+        feature: detector/descriptor: ``"sift"`` (float descriptors, most robust), ``"akaze"``
+            (binary, faster) or ``"orb"`` (binary, fastest, least robust across scale).
+        ratio: Lowe ratio-test threshold on d1/d2 (0 < ratio <= 1); lower is stricter.
+        max_features: keypoints kept per image (strongest responses first), unless
+            ``max_ground_features`` / ``max_aerial_features`` set a budget of their own.
+        mutual: keep a match only when it is also the best match in the reverse direction.
+        clahe: apply CLAHE contrast equalisation before detection (helps hazy or dark imagery).
+        clahe_clip_limit: CLAHE contrast limit.
+        clahe_tile_grid: CLAHE tiles per image side.
+        max_side_px: downscale an image whose longer side exceeds this before detection
+            (0 = never); coordinates are returned in the original image's pixels.
+        ground_max_side_px: downscale the ground (camera) image whose longer side exceeds this
+            before detection (0 = ``max_side_px`` applies). Detection time grows with the
+            pixel count, and a camera image is usually finer than the aerial patch, so its
+            finest details have no aerial counterpart anyway; coordinates are returned in
+            the original image's pixels.
+        max_ground_features: keypoints kept on the ground image (strongest first; 0 =
+            ``max_features``). Descriptor computation and matching cost grow with it; 800
+            keeps several hundred matches on a nadir frame.
+        max_aerial_features: keypoints kept on the aerial patch (strongest first; 0 =
+            ``max_features``).
+        mask_erode_px: erode the aerial ``valid_mask`` by this many pixels so that descriptors
+            do not straddle the no-data border.
+        max_matches: keep at most this many matches, the highest weights first (0 = all).
+        cache_size: aerial patches whose features are kept (keyed by image content and
+            georeference), so an unchanged patch is described only once.
+    """
+
+    feature: FeatureKind = "sift"
+    ratio: float = 0.8
+    max_features: int = 4000
+    mutual: bool = True
+    clahe: bool = True
+    clahe_clip_limit: float = 2.0
+    clahe_tile_grid: int = 8
+    max_side_px: int = 1600
+    ground_max_side_px: int = 320
+    max_ground_features: int = 800
+    max_aerial_features: int = 0
+    mask_erode_px: int = 4
+    max_matches: int = 0
+    cache_size: int = 4
+
+    def __post_init__(self) -> None:
+        if self.feature not in FEATURE_KINDS:
+            raise ValueError(f"feature must be one of {FEATURE_KINDS}, got {self.feature!r}")
+        if not 0.0 < self.ratio <= 1.0:
+            raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
+        if self.max_features < 8:
+            raise ValueError(f"max_features must be >= 8, got {self.max_features}")
+        if not self.clahe_clip_limit > 0.0:
+            raise ValueError(f"clahe_clip_limit must be > 0, got {self.clahe_clip_limit}")
+        if self.clahe_tile_grid < 1:
+            raise ValueError(f"clahe_tile_grid must be >= 1, got {self.clahe_tile_grid}")
+        if self.max_side_px != 0 and self.max_side_px < 64:
+            raise ValueError(f"max_side_px must be 0 or >= 64, got {self.max_side_px}")
+        if self.ground_max_side_px != 0 and self.ground_max_side_px < 64:
+            raise ValueError(
+                f"ground_max_side_px must be 0 or >= 64, got {self.ground_max_side_px}"
+            )
+        for name in ("max_ground_features", "max_aerial_features"):
+            value = getattr(self, name)
+            if value != 0 and value < 8:
+                raise ValueError(f"{name} must be 0 or >= 8, got {value}")
+        if self.mask_erode_px < 0:
+            raise ValueError(f"mask_erode_px must be >= 0, got {self.mask_erode_px}")
+        if self.max_matches < 0:
+            raise ValueError(f"max_matches must be >= 0, got {self.max_matches}")
+        if self.cache_size < 0:
+            raise ValueError(f"cache_size must be >= 0, got {self.cache_size}")
+
+    @property
+    def ground_features(self) -> int:
+        """Keypoint budget of the ground image."""
+        return self.max_ground_features or self.max_features
+
+    @property
+    def aerial_features(self) -> int:
+        """Keypoint budget of the aerial patch."""
+        return self.max_aerial_features or self.max_features
+
+    @property
+    def ground_side_px(self) -> int:
+        """Longest side of the ground image at detection (0 = no limit)."""
+        return self.ground_max_side_px or self.max_side_px
 
 
 def _check_backend(backend: str, device: str, num_threads: int) -> None:

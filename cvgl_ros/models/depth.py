@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cvgl_ros.backends.base import (
-    BackendError,
     InferenceBackend,
     check_image_input_size,
     open_backend,
     resolve_backend_kind,
 )
+from cvgl_ros.backends.errors import BackendError
 from cvgl_ros.core.types import FloatArray, UInt8Array
 from cvgl_ros.models.config import DepthModelConfig
 from cvgl_ros.models.errors import WeightsError
@@ -527,6 +527,17 @@ class DepthAnythingDepth:
     def last_latency_s(self) -> float:
         """Network time of the last network run, seconds."""
         return float(self._backend.last_latency_s)
+
+    @property
+    def backend(self) -> InferenceBackend:
+        """The backend running the network (which runtime: tools, benchmarks)."""
+        return self._backend
+
+    def forget_last_image(self) -> None:
+        """Drop the kept depth of the previous image: the next call runs the network even
+        for the same image (benchmarks timing one frame after another)."""
+        self._last_key = None
+        self._last_depth = None
 
     def close(self) -> None:
         """Close the backend."""

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from cvgl_ros.backends.base import (
-    BackendError,
     InferenceBackend,
     check_image_input_size,
     open_backend,
     resolve_backend_kind,
 )
+from cvgl_ros.backends.errors import BackendError
 from cvgl_ros.core.types import AerialPatch, Correspondences, UInt8Array
 from cvgl_ros.core.view import MatchView, apply_affine
 from cvgl_ros.models.cache import AerialFeatureCache
@@ -269,6 +269,16 @@ class LearnedMatcher:
             corr.aerial_px[keep],
             corr.weights[keep],
         )
+
+    @property
+    def ground_backend(self) -> InferenceBackend:
+        """The backend describing ground images."""
+        return self._ground
+
+    @property
+    def aerial_backend(self) -> InferenceBackend:
+        """The backend describing aerial patches (may be :attr:`ground_backend` itself)."""
+        return self._aerial
 
     def close(self) -> None:
         """Close the backends."""

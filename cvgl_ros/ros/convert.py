@@ -4,8 +4,9 @@ Readers (message -> core) are duck-typed on field names, so they accept rclpy me
 messages deserialised by the ``rosbags`` package (ROS 2 and ROS 1 bags: ``K``/``D`` field
 spellings included) and plain test doubles alike; they import no ROS package. Writers
 (core -> message) fill rclpy message classes, imported lazily; the pure helpers they use
-(:func:`pose_covariance_6x6`, :func:`navsat_fix_fields`, :func:`quaternion_xyzw_from_yaw`)
-serve writers of other message flavours (rosbags) too.
+(:func:`pose_covariance_6x6`, :func:`navsat_fix_fields`, and the core's
+:func:`~cvgl_ros.core.attitude.quaternion_xyzw_from_yaw`) serve writers of other message
+flavours (rosbags) too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from cvgl_ros.core.attitude import quaternion_xyzw_from_yaw
 from cvgl_ros.core.types import FloatArray, GnssPrior, PoseEstimate, UInt8Array
 from cvgl_ros.ros import constants as const
 from cvgl_ros.ros.errors import CameraInfoError, FixRejectedError, ImageConversionError
@@ -476,7 +478,8 @@ def extrinsics_from_transform(msg: Any) -> CameraExtrinsics:
     Raises:
         cvgl_ros.core.errors.InvalidInputError: a non-finite or zero rotation or translation.
     """
-    from cvgl_ros.core.extrinsics import CameraExtrinsics, rotation_from_quaternion_xyzw
+    from cvgl_ros.core.attitude import rotation_from_quaternion_xyzw
+    from cvgl_ros.core.extrinsics import CameraExtrinsics
 
     tf = getattr(msg, "transform", msg)
     t, q = tf.translation, tf.rotation
@@ -510,12 +513,6 @@ def imu_orientation_xyzw(msg: Any) -> tuple[float, float, float, float] | None:
     return float(q[0]), float(q[1]), float(q[2]), float(q[3])
 
 
-def yaw_from_quaternion_xyzw(q: Sequence[float]) -> float:
-    """Yaw (about +z, rad; ENU, CCW from east for a REP-145 IMU) of an (x, y, z, w) quaternion."""
-    x, y, z, w = (float(v) for v in q)
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
-
-
 def imu_yaw_sigma_rad(msg: Any, default_sigma_rad: float) -> float:
     """Standard deviation of the IMU yaw from ``orientation_covariance[8]`` when reported."""
     cov = list(getattr(msg, "orientation_covariance", []))
@@ -525,11 +522,6 @@ def imu_yaw_sigma_rad(msg: Any, default_sigma_rad: float) -> float:
 
 
 # --------------------------------------------------------------------------- core -> messages
-
-
-def quaternion_xyzw_from_yaw(yaw_rad: float) -> tuple[float, float, float, float]:
-    """A rotation of ``yaw_rad`` about +z (roll = pitch = 0) as (x, y, z, w)."""
-    return 0.0, 0.0, math.sin(0.5 * yaw_rad), math.cos(0.5 * yaw_rad)
 
 
 def _checked_cov3(cov_en_yaw: FloatArray) -> FloatArray:

@@ -36,10 +36,6 @@ class CameraInfoError(MessageConversionError):
     """A CameraInfo message does not describe a usable calibrated camera."""
 
 
-class ImuRejectedError(MessageConversionError):
-    """No IMU orientation can be given for an image stamp (missing, late, too far apart)."""
-
-
 class ParameterError(RosAdapterError, ValueError):
     """A parameter is unknown, of the wrong type, or out of range.
 

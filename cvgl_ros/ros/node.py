@@ -49,14 +49,12 @@ from rclpy.qos import (
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix
 
-from cvgl_ros.core.types import PoseStatus
-
 try:  # Iron and newer
     from rclpy.event_handler import SubscriptionEventCallbacks
 except ImportError:  # Humble: the same class lives in rclpy.qos_event
     from rclpy.qos_event import SubscriptionEventCallbacks  # type: ignore[no-redef]
 from cvgl_ros.ros import constants as const
-from cvgl_ros.ros import convert
+from cvgl_ros.ros import convert, diagnostics
 from cvgl_ros.ros.errors import ParameterError
 from cvgl_ros.ros.params import (
     PARAMETERS,
@@ -77,16 +75,6 @@ _PARAM_TYPES: dict[str, Parameter.Type] = {
     "float_array": Parameter.Type.DOUBLE_ARRAY,
     "str_array": Parameter.Type.STRING_ARRAY,
 }
-# Statuses caused by missing or bad inputs: persistent ones make the node's state ERROR.
-_INPUT_FAULTS = frozenset(
-    {
-        PoseStatus.NO_FIX.value,
-        PoseStatus.STALE_FIX.value,
-        PoseStatus.NO_IMAGERY.value,
-        PoseStatus.BAD_IMAGE.value,
-        PoseStatus.ERROR.value,
-    }
-)
 # How often ``image_qos: auto`` looks at the image publishers' QoS, seconds (a query of the
 # local discovery cache).
 _QOS_POLL_S = 0.25
@@ -557,25 +545,18 @@ class CvglNode(Node):
         since_image_s = now - self._last_image_wall_s
         last_failure = snap["last_failure"]
         last_status = snap["last_status"]
-        if not math.isfinite(since_image_s):
-            level, message = const.DIAG_WARN, f"waiting for images on {self._image_topic}"
-            if self._image_qos_incompatible:
-                message += " (a publisher's QoS is incompatible: see image_qos)"
-        elif last_status == PoseStatus.OK.value or since_pose_s <= s.no_pose_warn_s:
-            level, message = const.DIAG_OK, f"localizing ({ok} poses)"
-            if last_status and last_status != PoseStatus.OK.value:
-                message += f"; last frame: {last_failure}"
-        elif last_status in _INPUT_FAULTS:
-            level, message = const.DIAG_ERROR, f"no pose: {last_status}: {last_failure}"
-        else:
-            level, message = const.DIAG_WARN, f"no pose: {last_status}: {last_failure}"
-        if since_image_s > max(s.no_pose_warn_s, 5.0) and math.isfinite(since_image_s):
-            level = max(level, const.DIAG_WARN)
-            message = f"no image for {since_image_s:.1f} s; " + message
         attitude = snap["last_attitude_source"]
-        if attitude.startswith("static_mount:"):
-            level = max(level, const.DIAG_WARN)
-            message += f"; IMU unusable ({attitude.split(':', 1)[1]}): static mount"
+        level, message = diagnostics.localization_status(
+            since_image_s=since_image_s,
+            since_pose_s=since_pose_s,
+            last_status=last_status,
+            last_failure=last_failure,
+            poses_ok=ok,
+            no_pose_warn_s=s.no_pose_warn_s,
+            image_topic=self._image_topic,
+            image_qos_incompatible=self._image_qos_incompatible,
+            last_attitude_source=attitude,
+        )
 
         values: dict[str, object] = {
             "images_in": images,
@@ -619,18 +600,17 @@ class CvglNode(Node):
             "fix_rate_hz": rates["fix_rate_hz"],
         }
         latest = self._pipeline.latest_fix
-        gnss_level, gnss_msg = const.DIAG_OK, "receiving fixes"
-        if latest is None:
-            gnss_level, gnss_msg = const.DIAG_WARN, "no GNSS fix yet"
-        else:
+        if latest is not None:
             gnss_values["latest_lat_deg"] = f"{latest.lat_deg:.7f}"
             gnss_values["latest_lon_deg"] = f"{latest.lon_deg:.7f}"
             gnss_values["latest_sigma_m"] = math.sqrt(float(max(latest.cov_en_m2.trace(), 0.0)))
         if self._gpsd is not None:
             for k, v in self._gpsd.stats().items():
                 gnss_values[f"gpsd.{k}"] = v
-            if not self._gpsd.connected:
-                gnss_level, gnss_msg = const.DIAG_ERROR, "gpsd not connected"
+        gnss_level, gnss_msg = diagnostics.gnss_status(
+            has_fix=latest is not None,
+            gpsd_connected=None if self._gpsd is None else bool(self._gpsd.connected),
+        )
         for reason, count in sorted(snap["skipped"].items()):
             if reason.startswith("fix:"):
                 gnss_values[f"rejected.{reason[4:]}"] = count
@@ -639,12 +619,12 @@ class CvglNode(Node):
         )
 
         tiles = snap.get("tiles", {})
-        tile_level = const.DIAG_OK
-        tile_msg = "tile source ok"
-        if "error" in tiles:
-            tile_level, tile_msg = const.DIAG_WARN, f"tile counters unavailable: {tiles['error']}"
-        if snap["last_failure_status"] == PoseStatus.NO_IMAGERY.value and last_status != "ok":
-            tile_level, tile_msg = const.DIAG_ERROR, last_failure
+        tile_level, tile_msg = diagnostics.tiles_status(
+            tile_stats=tiles,
+            last_failure_status=snap["last_failure_status"],
+            last_status=last_status,
+            last_failure=last_failure,
+        )
         reports.append(
             convert.DiagnosticReport(
                 f"{name}: tiles", tile_level, tile_msg, {f"tiles.{k}": v for k, v in tiles.items()}

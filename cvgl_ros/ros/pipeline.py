@@ -13,37 +13,36 @@ is never held while localizing.
 
 from __future__ import annotations
 
-import bisect
 import collections
 import dataclasses
 import logging
 import math
-import operator
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import numpy as np
 
+from cvgl_ros.core.attitude import ImuBuffer, ImuSample, yaw_from_quaternion_xyzw
+from cvgl_ros.core.errors import AttitudeUnavailableError, PriorUnavailableError
 from cvgl_ros.core.extrinsics import (
     CameraExtrinsics,
     base_estimate_from_camera_estimate,
     horizontal_lever_arm_m,
 )
+from cvgl_ros.core.gnss import FixBuffer
 from cvgl_ros.core.ransac import describe_implementation, warm_up_in_background
+from cvgl_ros.core.stamped import jumped_back
 from cvgl_ros.core.types import FloatArray, GnssPrior, PoseEstimate, PoseStatus, UInt8Array
 from cvgl_ros.ros import constants as const
 from cvgl_ros.ros import convert
-from cvgl_ros.ros.errors import FixRejectedError, ImuRejectedError, MessageConversionError
+from cvgl_ros.ros.errors import MessageConversionError
 from cvgl_ros.ros.params import NodeConfigs, configs_from_params, merged_values
 
 _LATENCY_WINDOW = 50
-# A fix this much older than the newest one means the clock jumped back (bag looped, sim time
-# reset), seconds.
-_CLOCK_JUMP_BACK_S = 60.0
 # Exact stamps of recent decoded images kept to recognise duplicates.
 _RECENT_STAMPS = 256
 
@@ -52,251 +51,6 @@ class _Logger(Protocol):
     def info(self, msg: str) -> Any: ...
     def warning(self, msg: str) -> Any: ...
     def error(self, msg: str) -> Any: ...
-
-
-# --------------------------------------------------------------------------- GNSS fix buffer
-
-
-class FixBuffer:
-    """Recent GNSS priors, sorted by stamp, with interpolation to an image stamp.
-
-    Between two fixes the position is interpolated linearly and the covariance is the convex
-    combination of theirs (GNSS errors are correlated over seconds, so averaging does not shrink
-    them). Past the newest fix the position is extrapolated with the velocity of the last two
-    fixes; with ``a = dt / dt_fixes`` the covariance becomes ``(1 + a)^2 C1 + a^2 C0``, the
-    propagation of the linear extrapolation. A prior is refused when the fix nearest to the
-    image stamp is more than ``max_age_s`` away.
-
-    Args:
-        capacity: fixes kept (oldest dropped first).
-    """
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
-        self._capacity = capacity
-        self._fixes: list[GnssPrior] = []
-
-    def __len__(self) -> int:
-        return len(self._fixes)
-
-    def clear(self) -> None:
-        """Forget every fix (e.g. when the clock jumps back in a replay)."""
-        self._fixes.clear()
-
-    @property
-    def latest(self) -> GnssPrior | None:
-        """The newest fix, or None."""
-        return self._fixes[-1] if self._fixes else None
-
-    def add(self, prior: GnssPrior) -> None:
-        """Insert a fix in stamp order (a fix with an existing stamp replaces it)."""
-        _insert_by_stamp(self._fixes, prior, self._capacity)
-
-    def add_or_restart(self, prior: GnssPrior) -> None:
-        """:meth:`add`, first forgetting every fix when the clock jumped back.
-
-        A fix more than a minute older than the newest one means a looped bag or a reset
-        simulation clock: the old fixes are then meaningless.
-        """
-        latest = self.latest
-        if latest is not None and prior.stamp_s < latest.stamp_s - _CLOCK_JUMP_BACK_S:
-            self.clear()
-        self.add(prior)
-
-    def prior_at(self, stamp_s: float, max_age_s: float) -> GnssPrior:
-        """The GNSS prior at ``stamp_s``.
-
-        Raises:
-            FixRejectedError: ``reason`` ``no_fix`` (empty buffer) or ``stale_fix`` (the
-                nearest fix is more than ``max_age_s`` from ``stamp_s``).
-        """
-        fixes = self._fixes
-        if not fixes:
-            raise FixRejectedError("no_fix", "no GNSS fix received yet")
-        stamps = [f.stamp_s for f in fixes]
-        i = bisect.bisect_left(stamps, stamp_s)
-        nearest = min(abs(stamps[j] - stamp_s) for j in (i - 1, i) if 0 <= j < len(stamps))
-        if nearest > max_age_s:
-            raise FixRejectedError(
-                "stale_fix",
-                f"nearest GNSS fix is {nearest:.2f} s from the image (max_fix_age_s = "
-                f"{max_age_s:.2f})",
-            )
-        if i < len(fixes) and stamps[i] == stamp_s:
-            return fixes[i]
-        if 0 < i < len(fixes):
-            f0, f1 = fixes[i - 1], fixes[i]
-            w = (stamp_s - f0.stamp_s) / (f1.stamp_s - f0.stamp_s)
-            cov = (1.0 - w) * f0.cov_en_m2 + w * f1.cov_en_m2
-            return _blend(f0, f1, w, cov, stamp_s)
-        if i == len(fixes) and len(fixes) >= 2:  # after the newest: extrapolate
-            f0, f1 = fixes[-2], fixes[-1]
-            dt_fix = f1.stamp_s - f0.stamp_s
-            if 0.0 < dt_fix <= max_age_s:
-                a = (stamp_s - f1.stamp_s) / dt_fix
-                cov = (1.0 + a) ** 2 * f1.cov_en_m2 + a**2 * f0.cov_en_m2
-                return _blend(f0, f1, 1.0 + a, cov, stamp_s)
-        nearest_fix = fixes[0] if i == 0 else fixes[-1]
-        return GnssPrior(
-            lat_deg=nearest_fix.lat_deg,
-            lon_deg=nearest_fix.lon_deg,
-            cov_en_m2=nearest_fix.cov_en_m2,
-            stamp_s=stamp_s,
-            alt_m=nearest_fix.alt_m,
-            alt_var_m2=nearest_fix.alt_var_m2,
-        )
-
-
-_Stamped = TypeVar("_Stamped", GnssPrior, "ImuSample")
-
-
-def _insert_by_stamp(items: list[_Stamped], item: _Stamped, capacity: int) -> None:
-    """Insert ``item`` into ``items`` (sorted by ``stamp_s``), replacing one with its stamp and
-    dropping the oldest beyond ``capacity``."""
-    i = bisect.bisect_left(items, item.stamp_s, key=operator.attrgetter("stamp_s"))
-    if i < len(items) and items[i].stamp_s == item.stamp_s:
-        items[i] = item
-    else:
-        items.insert(i, item)
-    if len(items) > capacity:
-        del items[0]
-
-
-def _blend(f0: GnssPrior, f1: GnssPrior, w: float, cov: FloatArray, stamp_s: float) -> GnssPrior:
-    """``f0 + w (f1 - f0)`` in lat/lon (longitude difference wrapped), with ``cov``.
-
-    The altitude variance follows the horizontal rule: the convex combination between the two
-    fixes (0 <= w <= 1), ``w^2 v1 + (w - 1)^2 v0`` when extrapolating.
-    """
-    dlon = (f1.lon_deg - f0.lon_deg + 180.0) % 360.0 - 180.0
-    lon = (f0.lon_deg + w * dlon + 180.0) % 360.0 - 180.0
-    lat = min(90.0, max(-90.0, f0.lat_deg + w * (f1.lat_deg - f0.lat_deg)))
-    alt = alt_var = None
-    if f0.alt_m is not None and f1.alt_m is not None:
-        alt = f0.alt_m + w * (f1.alt_m - f0.alt_m)
-        v0, v1 = f0.alt_var_m2, f1.alt_var_m2
-        if v0 is not None and v1 is not None:
-            alt_var = (
-                (1.0 - w) * v0 + w * v1 if 0.0 <= w <= 1.0 else w**2 * v1 + (w - 1.0) ** 2 * v0
-            )
-    return GnssPrior(
-        lat_deg=lat, lon_deg=lon, cov_en_m2=cov, stamp_s=stamp_s, alt_m=alt, alt_var_m2=alt_var
-    )
-
-
-# --------------------------------------------------------------------------- IMU buffer
-
-
-@dataclass(frozen=True)
-class ImuSample:
-    """One IMU orientation.
-
-    Attributes:
-        stamp_s: header stamp, seconds.
-        orientation_xyzw: unit quaternion (x, y, z, w), body in the world frame (REP-145).
-        yaw_sigma_rad: standard deviation of its yaw, radians.
-    """
-
-    stamp_s: float
-    orientation_xyzw: tuple[float, float, float, float]
-    yaw_sigma_rad: float
-
-
-def slerp_xyzw(
-    q0: Sequence[float], q1: Sequence[float], w: float
-) -> tuple[float, float, float, float]:
-    """Spherical linear interpolation of unit quaternions (x, y, z, w), ``w`` in [0, 1].
-
-    The shorter arc is taken (``q`` and ``-q`` are the same rotation); nearly equal
-    quaternions are interpolated linearly and renormalised.
-    """
-    a = np.asarray(q0, dtype=np.float64)
-    b = np.asarray(q1, dtype=np.float64)
-    dot = float(np.dot(a, b))
-    if dot < 0.0:
-        b, dot = -b, -dot
-    if dot > 0.9995:
-        q = a + w * (b - a)
-    else:
-        theta = math.acos(min(dot, 1.0))
-        q = (math.sin((1.0 - w) * theta) * a + math.sin(w * theta) * b) / math.sin(theta)
-    q /= np.linalg.norm(q)
-    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
-
-
-class ImuBuffer:
-    """Recent IMU orientations, sorted by stamp, interpolated (slerp) to an image stamp.
-
-    The orientation at an image stamp comes from the two samples around it, each at most
-    ``max_age_s`` away; an image stamp beyond the newest (or before the oldest) sample by up to
-    ``max_extrapolation_s`` takes that sample. Anything else -- no sample, a gap, an IMU that
-    lags the camera, an image older than the buffer -- is refused: holding the latest attitude
-    for an image it does not belong to would tilt every lifted ray by the attitude change.
-
-    Args:
-        capacity: samples kept (oldest dropped first).
-    """
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 2:
-            raise ValueError(f"capacity must be >= 2, got {capacity}")
-        self._capacity = capacity
-        self._samples: list[ImuSample] = []
-
-    def __len__(self) -> int:
-        return len(self._samples)
-
-    def add(self, sample: ImuSample) -> None:
-        """Insert a sample in stamp order (one with an existing stamp replaces it).
-
-        A sample more than a minute older than the newest one means the clock jumped back
-        (looped bag, reset simulation): the buffer then starts over.
-        """
-        samples = self._samples
-        if samples and sample.stamp_s < samples[-1].stamp_s - _CLOCK_JUMP_BACK_S:
-            samples.clear()
-        _insert_by_stamp(samples, sample, self._capacity)
-
-    def sample_at(self, stamp_s: float, max_age_s: float, max_extrapolation_s: float) -> ImuSample:
-        """The orientation at ``stamp_s`` (interpolated between the samples around it).
-
-        Raises:
-            ImuRejectedError: ``reason`` ``no_imu`` (no sample yet), ``not_bracketed`` (the
-                stamp lies more than ``max_extrapolation_s`` beyond the newest or before the
-                oldest sample) or ``gap`` (a sample around the stamp is more than
-                ``max_age_s`` away).
-        """
-        samples = self._samples
-        if not samples:
-            raise ImuRejectedError("no_imu", "no IMU orientation received yet")
-        i = bisect.bisect_left(samples, stamp_s, key=operator.attrgetter("stamp_s"))
-        if i < len(samples) and samples[i].stamp_s == stamp_s:
-            return samples[i]
-        if i == len(samples) or i == 0:
-            edge = samples[-1] if i else samples[0]
-            dt = abs(stamp_s - edge.stamp_s)
-            if dt <= max_extrapolation_s:
-                return ImuSample(stamp_s, edge.orientation_xyzw, edge.yaw_sigma_rad)
-            where = "after the newest" if i else "before the oldest"
-            raise ImuRejectedError(
-                "not_bracketed",
-                f"image stamp is {dt:.3f} s {where} IMU sample (imu_max_extrapolation_s = "
-                f"{max_extrapolation_s:.3f}): late, missing or out-of-order IMU data",
-            )
-        s0, s1 = samples[i - 1], samples[i]
-        if stamp_s - s0.stamp_s > max_age_s or s1.stamp_s - stamp_s > max_age_s:
-            raise ImuRejectedError(
-                "gap",
-                f"IMU samples around the image are {s1.stamp_s - s0.stamp_s:.3f} s apart "
-                f"(max_imu_age_s = {max_age_s:.3f} on each side)",
-            )
-        w = (stamp_s - s0.stamp_s) / (s1.stamp_s - s0.stamp_s)
-        return ImuSample(
-            stamp_s,
-            slerp_xyzw(s0.orientation_xyzw, s1.orientation_xyzw, w),
-            max(s0.yaw_sigma_rad, s1.yaw_sigma_rad),
-        )
 
 
 # --------------------------------------------------------------------------- statistics
@@ -551,10 +305,8 @@ class Pipeline:
 
     @property
     def patch_source(self) -> Any:
-        """The patch source the localizer uses."""
-        return getattr(self._localizer, "patches", None) or getattr(
-            self._localizer, "_patches", None
-        )
+        """The patch source the localizer uses (its public ``patches``)."""
+        return self._localizer.patches
 
     @property
     def has_camera(self) -> bool:
@@ -603,9 +355,9 @@ class Pipeline:
         old = self._localizer
         localizer = Localizer(
             configs.localizer,
-            _attr(old, "matcher"),
-            _attr(old, "depth"),
-            _attr(old, "patches"),
+            old.matcher,
+            old.depth,
+            old.patches,
             map_origin=old.map_origin,
         )
         with self._lock:
@@ -756,7 +508,7 @@ class Pipeline:
         and localized (each frame is self-consistent); a jump back by more than a minute
         (looped bag, reset simulation) starts the memory over. Caller holds the lock.
         """
-        if stamp_s < self._newest_stamp_s - _CLOCK_JUMP_BACK_S:
+        if jumped_back(stamp_s, self._newest_stamp_s):
             self._recent_stamps.clear()
             self._recent_set.clear()
             self._newest_stamp_s = -math.inf
@@ -781,15 +533,15 @@ class Pipeline:
             localizer = self._localizer
             try:
                 prior = self._fixes.prior_at(stamp_s, s.max_fix_age_s)
-            except FixRejectedError as exc:
+            except PriorUnavailableError as exc:
                 status = PoseStatus.NO_FIX if exc.reason == "no_fix" else PoseStatus.STALE_FIX
                 return self._finish_locked(failure(status, str(exc), stamp_s), None, frame_id)
             camera = self._camera
-            imu: ImuSample | ImuRejectedError | None = None
+            imu: ImuSample | AttitudeUnavailableError | None = None
             if s.use_imu:
                 try:
                     imu = self._imu.sample_at(stamp_s, s.max_imu_age_s, s.imu_max_extrapolation_s)
-                except ImuRejectedError as exc:
+                except AttitudeUnavailableError as exc:
                     imu = exc
         try:
             camera = self._camera_for(camera, image)
@@ -859,7 +611,7 @@ class Pipeline:
         )
 
     def _attitude(
-        self, imu: ImuSample | ImuRejectedError | None, body_from_camera: FloatArray
+        self, imu: ImuSample | AttitudeUnavailableError | None, body_from_camera: FloatArray
     ) -> tuple[FloatArray, float | None, float | None, dict[str, float]]:
         """Gravity, yaw prior and attitude uncertainty of one frame.
 
@@ -882,7 +634,7 @@ class Pipeline:
             gravity = gravity_from_imu(imu.orientation_xyzw, body_from_camera)
             if not s.use_imu_yaw:
                 return gravity, None, None, {}
-            yaw = convert.yaw_from_quaternion_xyzw(imu.orientation_xyzw)
+            yaw = yaw_from_quaternion_xyzw(imu.orientation_xyzw)
             return gravity, yaw, imu.yaw_sigma_rad, {}
         if imu is None:  # use_imu off: the static mount is the configured attitude
             with self._lock:
@@ -947,14 +699,6 @@ class Pipeline:
             fix_altitude_var_m2=altitude_var_m2,
             fix_service=self._fix_service,
         )
-
-
-def _attr(obj: Any, name: str) -> Any:
-    """A localizer component, by public or private attribute name."""
-    for candidate in (name, f"_{name}"):
-        if hasattr(obj, candidate):
-            return getattr(obj, candidate)
-    raise AttributeError(f"{type(obj).__name__} exposes no '{name}'")
 
 
 def build_patches(configs: NodeConfigs) -> Any:

@@ -7,9 +7,17 @@ fix, and the assembly of north-up metric ``AerialPatch`` images centred on a fix
 
 Entry point: :func:`build_patch_source` (source string + cache path + :class:`PatchConfig`
 -> a ``PatchSource`` with ``patch_at(lat_deg, lon_deg) -> AerialPatch``). See docs/TILES.md.
+
+The errors are imported with the package, the other names below on first use
+(:mod:`cvgl_ros.lazy`): importing ``cvgl_ros.tiles.config`` does not import rasterio or the HTTP
+stack.
 """
 
-from cvgl_ros.tiles.config import CacheConfig, PatchConfig, PrefetchConfig, TileSourceConfig
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cvgl_ros.lazy import lazy_exports
 from cvgl_ros.tiles.errors import (
     CacheError,
     CacheFullError,
@@ -22,8 +30,11 @@ from cvgl_ros.tiles.errors import (
     TileNotFoundError,
     TilesError,
 )
-from cvgl_ros.tiles.factory import build_patch_source
-from cvgl_ros.tiles.geotiff import GeoTiffPatchSource
+
+if TYPE_CHECKING:
+    from cvgl_ros.tiles.config import CacheConfig, PatchConfig, PrefetchConfig, TileSourceConfig
+    from cvgl_ros.tiles.factory import build_patch_source
+    from cvgl_ros.tiles.geotiff import GeoTiffPatchSource
 
 __all__ = [
     "CacheConfig",
@@ -43,3 +54,17 @@ __all__ = [
     "TilesError",
     "build_patch_source",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "cvgl_ros.tiles.config": (
+            "CacheConfig",
+            "PatchConfig",
+            "PrefetchConfig",
+            "TileSourceConfig",
+        ),
+        "cvgl_ros.tiles.factory": ("build_patch_source",),
+        "cvgl_ros.tiles.geotiff": ("GeoTiffPatchSource",),
+    },
+)

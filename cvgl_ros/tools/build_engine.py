@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from cvgl_ros.backends.errors import MissingExtraError, require
 from cvgl_ros.backends.manifest import (
     EngineManifest,
     TensorSpec,
@@ -22,7 +23,6 @@ from cvgl_ros.backends.manifest import (
     sha256_file,
 )
 from cvgl_ros.backends.trt_backend import retain_primary_context, runtime_info
-from cvgl_ros.models.errors import MissingExtraError, require
 
 LOGGER = logging.getLogger(__name__)
 CALIB_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")

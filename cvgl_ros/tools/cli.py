@@ -81,11 +81,14 @@ def describe_error(exc: BaseException) -> str:
     type and message of anything else."""
     from cvgl_ros.ros.errors import RosAdapterError
     from cvgl_ros.tiles.errors import TilesError
+    from cvgl_ros.tools.errors import ReplayError
 
-    user_errors: tuple[type[BaseException], ...] = (RosAdapterError, TilesError, OSError)
-    replay = sys.modules.get("cvgl_ros.tools.replay")
-    if replay is not None:
-        user_errors += (replay.ReplayError,)
+    user_errors: tuple[type[BaseException], ...] = (
+        RosAdapterError,
+        TilesError,
+        OSError,
+        ReplayError,
+    )
     text = str(exc) if isinstance(exc, user_errors) else f"{type(exc).__name__}: {exc}"
     text = " ".join(text.split()) or type(exc).__name__
     if not isinstance(exc, user_errors):

@@ -174,7 +174,7 @@ def check_torch(nets: _Networks, device: str, fp16: bool, runs: int) -> dict[str
 
     def frame() -> None:
         corr = matcher.match(nets.frame, patch)
-        depth._last_key = None  # a new camera frame: the depth network runs every time
+        depth.forget_last_image()  # a new camera frame: the depth network runs every time
         depth.depth_at(nets.frame, None, corr.ground_px, np.eye(3))  # type: ignore[arg-type]
 
     row["frame_ms"] = _median_ms(frame, runs, sync)

@@ -376,7 +376,8 @@ def run_viz(
         The PNG paths written.
     """
     from cvgl_ros.tools.eval import load_truth, truth_at
-    from cvgl_ros.tools.replay import FrameRecord, replay
+    from cvgl_ros.tools.outputs import FrameRecord
+    from cvgl_ros.tools.replay import replay
 
     out = Path(out_dir)
     truth = load_truth(truth_csv) if truth_csv else None

@@ -32,7 +32,8 @@ from cvgl_ros.core.geodesy import LocalEnu
 from cvgl_ros.ros.pipeline import Pipeline
 from cvgl_ros.sim.synthetic_map import SyntheticMapConfig, synthetic_world, write_geotiff
 from cvgl_ros.tools.demo import plan_flight
-from cvgl_ros.tools.replay import published_covariance, replay_pipeline
+from cvgl_ros.tools.outputs import published_covariance
+from cvgl_ros.tools.replay_pipeline import replay_pipeline
 from cvgl_ros.tools.synth import open_writer, synthesize
 
 pytest.importorskip("rosbags")

@@ -14,9 +14,11 @@ import pytest
 
 from cvgl_ros.sim.gnss import GnssNoiseConfig
 from cvgl_ros.sim.synthetic_map import SyntheticMapConfig, synthetic_world, write_geotiff
+from cvgl_ros.tools.bags import BagTopics
 from cvgl_ros.tools.demo import plan_flight
+from cvgl_ros.tools.errors import ReplayError
 from cvgl_ros.tools.eval import POSE_COLUMNS, PRIOR_COLUMNS, run_eval
-from cvgl_ros.tools.replay import BagTopics, ReplayError, replay
+from cvgl_ros.tools.replay import replay
 from cvgl_ros.tools.synth import SynthResult, synthesize
 
 pytest.importorskip("rosbags")

@@ -31,7 +31,7 @@ from cvgl_ros.tools.benchmarks.timing import median_ms
 NUM_THREADS = 2
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
     """Current resident set size, MiB (Linux /proc; falls back to the peak)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -42,7 +42,7 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
     """Peak resident set size of this process image, MiB (``VmHWM``: unlike ``ru_maxrss``,
     not inherited from the parent across fork + exec)."""
     try:
@@ -69,7 +69,8 @@ def _paired_median_ms(fn_a: Any, fn_b: Any, repeats: int) -> tuple[float, float]
     return float(np.median(times_a) * 1e3), float(np.median(times_b) * 1e3)
 
 
-def _args(model: str, h: int, w: int, **kw: Any) -> argparse.Namespace:
+def export_args(model: str, h: int, w: int, **kw: Any) -> argparse.Namespace:
+    """``cvgl-ros export`` arguments for ``model`` at ``h`` x ``w`` px (random weights)."""
     base: dict[str, Any] = dict(
         model=model,
         height=h,
@@ -160,7 +161,7 @@ def _latency_rows(
 
 _RSS_SCRIPT = """
 import sys, numpy as np
-from cvgl_ros.tools.benchmarks.models import _rss_mb, _args
+from cvgl_ros.tools.benchmarks.models import export_args, rss_mb
 backend, model, onnx = sys.argv[1], sys.argv[2], sys.argv[5]
 h, w = int(sys.argv[3]), int(sys.argv[4])
 if backend == "torch":
@@ -168,18 +169,18 @@ if backend == "torch":
     torch.set_num_threads(2)
     from cvgl_ros.tools.export import build_spec
     import transformers
-    base = _rss_mb()
-    spec = build_spec(_args(model, h, w))
+    base = rss_mb()
+    spec = build_spec(export_args(model, h, w))
     with torch.inference_mode():
         spec.module(*[torch.from_numpy(v) for v in spec.inputs.values()])
 else:
     import onnxruntime as ort
-    base = _rss_mb()
+    base = rss_mb()
     opts = ort.SessionOptions(); opts.intra_op_num_threads = 2
     sess = ort.InferenceSession(onnx, opts, providers=["CPUExecutionProvider"])
     feed = {i.name: np.random.rand(*i.shape).astype(np.float32) for i in sess.get_inputs()}
     sess.run(None, feed)
-print(_rss_mb() - base)
+print(rss_mb() - base)
 """
 
 
@@ -254,7 +255,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             ("backbone", 224, "dinov2_vits14 224x224"),
             ("depth", 266, "depth_anything_v2_small 266x266"),
         ):
-            spec = build_spec(_args(model, size, size))
+            spec = build_spec(export_args(model, size, size))
             params = sum(p.numel() for p in spec.module.parameters())
             rows.append(
                 {
@@ -267,7 +268,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             rows += _latency_rows(label, spec, tmp, repeats, rss_model=model)
             del spec
             gc.collect()
-        spec = build_spec(_args("features", 224, 224))
+        spec = build_spec(export_args("features", 224, 224))
         rows += _latency_rows("features (vits14+head) 224x224", spec, tmp, repeats)
         del spec
 
@@ -368,7 +369,7 @@ FRAME_STAGES: tuple[str, ...] = (
 )
 
 
-def _export_learned_frame_models(tmp: Path) -> dict[str, str]:
+def export_learned_frame_models(tmp: Path) -> dict[str, str]:
     """Random-weight DINOv2 ViT-S/14 (HF directory), matcher checkpoint, Depth Anything V2
     Small (HF directory) and their ONNX exports (ground 224, aerial 518, depth 266) in ``tmp``.
     """
@@ -430,7 +431,7 @@ class _FixedPatchSource:
         return self.patch
 
 
-class _PlausibleDepth:
+class PlausibleDepth:
     """Wraps the depth provider: its values (from RANDOM weights: noise, often NaN) are mapped
     into 2-50 m keeping their order, so that lifting, RANSAC and the covariance run on every
     frame as they would with real weights. The network itself runs unchanged."""
@@ -454,7 +455,7 @@ def learned_frame_child(argv: list[str]) -> dict[str, Any]:
     Args:
         argv: ``[variant, files_json, frames]``: ``"onnxruntime"``, ``"onnxruntime-int8"``
             (dynamically quantized copies) or ``"torch"``,
-            the JSON of :func:`_export_learned_frame_models`, timed frames (after two warm-up
+            the JSON of :func:`export_learned_frame_models`, timed frames (after two warm-up
             frames: the aerial cache miss and one hit).
 
     Returns:
@@ -517,7 +518,7 @@ def learned_frame_child(argv: list[str]) -> dict[str, Any]:
     )
     patch = AerialPatch(aerial, 0.3, 33.75, -84.39, np.ones(aerial.shape[:2], bool), "bench")
     source = _FixedPatchSource(patch)
-    localizer = Localizer(LocalizerConfig(), matcher, _PlausibleDepth(depth), source)
+    localizer = Localizer(LocalizerConfig(), matcher, PlausibleDepth(depth), source)
     h, w = FRAME_SIZE_PX
     camera = PinholeCamera(w, h, 500.0, 500.0, (w - 1) / 2.0, (h - 1) / 2.0)
     gravity = gravity_from_camera_for_mount("forward", pitch_rad=0.2)
@@ -552,7 +553,7 @@ def learned_frame_child(argv: list[str]) -> dict[str, Any]:
         "median_frame_ms": float(np.median(wall) * 1e3),
         "min_frame_ms": float(np.min(wall) * 1e3),
         "cpu_ms_per_frame": float(np.median(cpu) * 1e3),
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "statuses": statuses,
         "torch_imported": "torch" in sys.modules,
         "depth_runs": depth.runs,
@@ -596,7 +597,7 @@ def learned_frame_rows(quick: bool) -> list[dict[str, Any]]:
     variants = ("torch", "onnxruntime", "onnxruntime-int8")
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp_str:
-        files = _export_learned_frame_models(Path(tmp_str))
+        files = export_learned_frame_models(Path(tmp_str))
         for onnx in Path(files["engine_dir"]).glob("*.onnx"):
             if not onnx.name.endswith(".int8.onnx"):
                 int8_model_path(onnx)  # quantize here, outside the timed child

@@ -144,7 +144,7 @@ def run_peer(
 ) -> dict[str, Any]:
     """Run the peer over a bag; writes ``poses.csv``, ``prior.csv``, ``summary.json``.
 
-    The prior of each image is the fix buffer's (:class:`~cvgl_ros.tools.replay.PriorTracker`),
+    The prior of each image is the fix buffer's (:class:`~cvgl_ros.tools.outputs.PriorTracker`),
     as in ``cvgl-ros replay``.
 
     Returns:
@@ -154,14 +154,8 @@ def run_peer(
 
     from cvgl_ros.ros import convert
     from cvgl_ros.ros.params import configs_from_params
-    from cvgl_ros.tools.replay import (
-        BagTopics,
-        FrameRecord,
-        PriorTracker,
-        _header_stamp_ns,
-        iter_bag,
-        write_outputs,
-    )
+    from cvgl_ros.tools.bags import BagTopics, header_stamp_ns, iter_bag
+    from cvgl_ros.tools.outputs import FrameRecord, PriorTracker, write_outputs
 
     cfg = config or PeerConfig()
     tracker = PriorTracker(configs_from_params({"tiles.source": str(ortho_path)}))
@@ -175,7 +169,7 @@ def run_peer(
             elif role == "fix":
                 tracker.on_fix(msg)
             elif role == "image" and camera is not None:
-                stamp_ns = _header_stamp_ns(msg)
+                stamp_ns = header_stamp_ns(msg)
                 prior, prior_status = tracker.prior_at(stamp_ns * 1e-9)
                 t0 = time.perf_counter()
                 if prior is None:

@@ -91,7 +91,7 @@ def _flight(tmp: Path, frames: int, width_px: int, height_px: int, name: str) ->
 def _read_decode_fps(bag: Path) -> float:
     """Frames per second of reading the bag and decoding its images, nothing else."""
     from cvgl_ros.ros import convert
-    from cvgl_ros.tools.replay import BagTopics, iter_bag
+    from cvgl_ros.tools.bags import BagTopics, iter_bag
 
     n = 0
     t0 = time.perf_counter()
@@ -126,12 +126,12 @@ def replay_summary(bag: Path, pipeline: Any, max_frames: int | None = None) -> d
         latencies where those components expose them; ``patches`` / ``cache`` are absent
         where the localizer or matcher keeps no such counters).
     """
-    from cvgl_ros.tools.replay import replay_pipeline
+    from cvgl_ros.tools.replay_pipeline import replay_pipeline
 
     localizer = pipeline.localizer
     matcher = getattr(localizer, "matcher", None)
     depth = getattr(localizer, "depth", None)
-    depth_model = getattr(depth, "provider", depth)  # unwrap _PlausibleDepth
+    depth_model = getattr(depth, "provider", depth)  # unwrap PlausibleDepth
     stages: dict[str, list[float]] = {}
 
     def on_frame(record: Any, result: Any) -> None:
@@ -272,7 +272,7 @@ def learned_overrides(variant: str, files: dict[str, str]) -> dict[str, Any]:
             torch), ``"onnxruntime"`` (``backend: auto`` with ``engine_dir`` / ``engine_path``
             holding the exported ONNX files: what a CPU deployment runs) or
             ``"onnxruntime-int8"`` (the same with ``int8: true``).
-        files: the paths of :func:`cvgl_ros.tools.benchmarks.models._export_learned_frame_models`
+        files: the paths of :func:`cvgl_ros.tools.benchmarks.models.export_learned_frame_models`
             (``checkpoint``, ``dino``, ``depth_weights``, ``engine_dir``, ``depth_onnx``).
 
     Returns:
@@ -328,14 +328,14 @@ def learned_replay_child(argv: list[str]) -> dict[str, Any]:
     from cvgl_ros.models.factory import build_depth
     from cvgl_ros.ros.params import configs_from_params, merged_values
     from cvgl_ros.ros.pipeline import Pipeline
-    from cvgl_ros.tools.benchmarks.models import _peak_rss_mb, _PlausibleDepth
+    from cvgl_ros.tools.benchmarks.models import PlausibleDepth, peak_rss_mb
 
     variant, files = argv[0], json.loads(argv[1])
     bag, params, frames = Path(argv[2]), Path(argv[3]), int(argv[4])
     cv2.setNumThreads(NUM_THREADS)
     configs = configs_from_params(merged_values(params, learned_overrides(variant, files)))
     model: Any = build_depth(configs.depth)  # DepthAnythingDepth: runs, last_latency_s
-    pipeline = Pipeline.from_configs(configs, depth=_PlausibleDepth(model))
+    pipeline = Pipeline.from_configs(configs, depth=PlausibleDepth(model))
     matcher = pipeline.localizer.matcher
     # Warm-up outside the timed replay (sessions allocate and pick kernels on the first run):
     # a DIFFERENT patch, so the flight's first patch is still an aerial cache miss, as live.
@@ -346,11 +346,11 @@ def learned_replay_child(argv: list[str]) -> dict[str, Any]:
     matcher.match(dummy, warm)
     summary = replay_summary(bag, pipeline, max_frames=frames)
     summary.update(
-        peak_rss_mb=_peak_rss_mb(),
+        peak_rss_mb=peak_rss_mb(),
         backends={
-            "ground": _backend_kind(getattr(matcher, "_ground", None)),
-            "aerial": _backend_kind(getattr(matcher, "_aerial", None)),
-            "depth": _backend_kind(getattr(model, "_backend", None)),
+            "ground": _backend_kind(getattr(matcher, "ground_backend", None)),
+            "aerial": _backend_kind(getattr(matcher, "aerial_backend", None)),
+            "depth": _backend_kind(getattr(model, "backend", None)),
         },
         depth_runs=model.runs - 1,
         torch_imported="torch" in sys.modules,
@@ -396,9 +396,9 @@ def _learned_rows(
     process (FPS, per-stage medians, peak RSS), ONNX Runtime against the torch baseline."""
     try:
         from cvgl_ros.backends.ort_backend import int8_model_path
-        from cvgl_ros.tools.benchmarks.models import _export_learned_frame_models
+        from cvgl_ros.tools.benchmarks.models import export_learned_frame_models
 
-        files = _export_learned_frame_models(tmp / "learned")
+        files = export_learned_frame_models(tmp / "learned")
         for onnx in Path(files["engine_dir"]).glob("*.onnx"):
             if not onnx.name.endswith(".int8.onnx"):
                 int8_model_path(onnx)  # quantize here, outside the timed child

@@ -12,11 +12,13 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from cvgl_ros.backends.base import (
+from cvgl_ros.backends.base import InferenceBackend, open_backend
+from cvgl_ros.backends.errors import (
     BackendError,
     EngineMismatchError,
-    InferenceBackend,
-    open_backend,
+    MissingExtraError,
+    ModelError,
+    require,
 )
 from cvgl_ros.backends.manifest import (
     EngineManifest,
@@ -29,7 +31,6 @@ from cvgl_ros.backends.manifest import (
 )
 from cvgl_ros.backends.ort_backend import choose_providers
 from cvgl_ros.backends.trt_backend import TensorRTBackend, bind_shapes
-from cvgl_ros.models.errors import MissingExtraError, require
 
 
 def test_selection_errors() -> None:
@@ -76,6 +77,24 @@ def test_missing_package_names_the_extra(
     monkeypatch.setitem(sys.modules, package, None)  # makes the import fail
     with pytest.raises(MissingExtraError, match=rf"cvgl_ros\[{extra}\]"):
         require(package, extra, "test")
+
+
+def test_models_errors_are_the_backends_errors() -> None:
+    """models.errors re-exports the backends' classes: ``except ModelError`` (export, weights
+    check, node start-up) still catches a backend failure or a missing extra."""
+    from cvgl_ros.models import errors as model_errors
+
+    assert model_errors.ModelError is ModelError
+    assert model_errors.MissingExtraError is MissingExtraError
+    assert model_errors.require is require
+    for exc in (
+        BackendError("x"),
+        EngineMismatchError("x"),
+        MissingExtraError("torch", "torch", "test"),
+        model_errors.WeightsError("x"),
+    ):
+        assert isinstance(exc, ModelError)
+    assert isinstance(MissingExtraError("torch", "torch", "test"), ImportError)
 
 
 def test_tensorrt_backend_without_tensorrt_names_extra(

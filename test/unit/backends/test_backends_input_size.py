@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cvgl_ros.backends.base import BackendError, open_backend
+from cvgl_ros.backends.base import open_backend
+from cvgl_ros.backends.errors import BackendError
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

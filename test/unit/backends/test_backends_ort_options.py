@@ -13,7 +13,8 @@ pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from cvgl_ros.backends import ort_backend  # noqa: E402
-from cvgl_ros.backends.base import BackendError, open_backend  # noqa: E402
+from cvgl_ros.backends.base import open_backend  # noqa: E402
+from cvgl_ros.backends.errors import BackendError  # noqa: E402
 from cvgl_ros.backends.ort_backend import OrtBackend, int8_model_path  # noqa: E402
 
 

@@ -15,10 +15,9 @@ from cvgl_ros.core.extrinsics import (
     base_estimate_from_camera_estimate,
     base_pose_from_camera_pose,
     horizontal_lever_arm_m,
-    rotation_from_quaternion_xyzw,
 )
 from cvgl_ros.core.geodesy import LocalEnu
-from cvgl_ros.core.mount import BODY_FROM_OPTICAL_NADIR, rot_x, rot_y, rot_z
+from cvgl_ros.core.mount import BODY_FROM_OPTICAL_NADIR, rot_x, rot_y
 from cvgl_ros.core.types import PoseEstimate, PoseStatus
 
 SETTINGS = settings(max_examples=60, deadline=None)
@@ -104,21 +103,6 @@ def test_horizontal_lever_arm_follows_body_tilt() -> None:
         horizontal_lever_arm_m(t, 2.0 * np.eye(3))
 
 
-@SETTINGS
-@given(angle=st.floats(-math.pi, math.pi))
-def test_quaternion_rotation_matches_axis_rotations(angle: float) -> None:
-    s, c = math.sin(angle / 2), math.cos(angle / 2)
-    np.testing.assert_allclose(
-        rotation_from_quaternion_xyzw([s, 0, 0, c]), rot_x(angle), atol=1e-12
-    )
-    np.testing.assert_allclose(
-        rotation_from_quaternion_xyzw([0, s, 0, c]), rot_y(angle), atol=1e-12
-    )
-    np.testing.assert_allclose(
-        rotation_from_quaternion_xyzw([0, 0, 2 * s, 2 * c]), rot_z(angle), atol=1e-12
-    )
-
-
 def test_extrinsics_validation_and_mount() -> None:
     ext = CameraExtrinsics.for_mount("nadir", camera_in_base_m=(0.2, 0.0, -0.1))
     np.testing.assert_array_equal(ext.body_from_camera, BODY_FROM_OPTICAL_NADIR)
@@ -127,8 +111,6 @@ def test_extrinsics_validation_and_mount() -> None:
         CameraExtrinsics(np.eye(3), np.array([0.0, math.nan, 0.0]))
     with pytest.raises(InvalidInputError):
         CameraExtrinsics(np.diag([1.0, 1.0, -1.0]), np.zeros(3))  # a reflection
-    with pytest.raises(InvalidInputError):
-        rotation_from_quaternion_xyzw([0.0, 0.0, 0.0, 0.0])
 
 
 def test_estimate_moves_to_the_base_with_lat_lon() -> None:

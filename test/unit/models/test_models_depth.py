@@ -102,7 +102,7 @@ def test_depth_provider_samples_the_map(metric: bool) -> None:
 def test_build_depth_model_kind_uses_config() -> None:
     with pytest.raises(ValueError, match="engine_path"):
         DepthModelConfig(backend="onnxruntime")
-    from cvgl_ros.backends.base import BackendError
+    from cvgl_ros.backends.errors import BackendError
 
     cfg = DepthConfig(
         kind="model",

@@ -54,6 +54,10 @@ def test_network_runs_once_per_image() -> None:
     np.testing.assert_array_equal(first, again[::-1])
     provider.depth_at(img[::-1].copy(), None, pix, np.eye(3))  # type: ignore[arg-type]
     assert net.runs == 2
+    assert provider.backend is net
+    provider.forget_last_image()  # benchmarks: the same image runs the network again
+    provider.depth_at(img[::-1].copy(), None, pix, np.eye(3))  # type: ignore[arg-type]
+    assert net.runs == 3
 
 
 @pytest.mark.parametrize("metric", [False, True])

@@ -276,7 +276,7 @@ def test_learned_matcher_from_config_errors(tmp_path: Path) -> None:
                 checkpoint_path=str(tmp_path / "ck"), backbone_weights_path=str(tmp_path / "no")
             )
         )
-    from cvgl_ros.backends.base import BackendError
+    from cvgl_ros.backends.errors import BackendError
 
     with pytest.raises(BackendError, match="cvgl-ros export"):
         LearnedMatcher.from_config(

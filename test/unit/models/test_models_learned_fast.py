@@ -172,6 +172,8 @@ def test_cache_hit_runs_no_aerial_network_and_hashes_once(
     checkpoint: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     matcher, ground_net, aerial_net = _matcher(checkpoint)
+    assert matcher.ground_backend is ground_net  # type: ignore[attr-defined]
+    assert matcher.aerial_backend is aerial_net  # type: ignore[attr-defined]
     keys = []
     real_key = cache_module.patch_key
 
@@ -305,7 +307,7 @@ def test_auto_refuses_half_exported_matcher_and_missing_depth_file(
     tmp_path: Path, checkpoint: object
 ) -> None:
     """ "auto" never silently falls back to torch when files were configured but are missing."""
-    from cvgl_ros.backends.base import BackendError
+    from cvgl_ros.backends.errors import BackendError
     from cvgl_ros.models.checkpoint import save_matcher_checkpoint
     from cvgl_ros.models.config import DepthModelConfig, LearnedMatcherConfig
     from cvgl_ros.models.depth import DepthAnythingDepth

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cvgl_ros.core.attitude import yaw_from_quaternion_xyzw
 from cvgl_ros.core.types import PoseEstimate, PoseStatus
 from cvgl_ros.ros import constants as const
 from cvgl_ros.ros import convert
@@ -367,7 +368,7 @@ class TestImu:
     def test_orientation_yaw_and_sigma(self) -> None:
         q = convert.imu_orientation_xyzw(self._imu(0.8))
         assert q is not None
-        assert convert.yaw_from_quaternion_xyzw(q) == pytest.approx(0.8)
+        assert yaw_from_quaternion_xyzw(q) == pytest.approx(0.8)
         assert convert.imu_yaw_sigma_rad(self._imu(0.8), 0.3) == pytest.approx(0.2)
         assert convert.imu_yaw_sigma_rad(self._imu(0.8, cov8=0.0), 0.3) == 0.3
 
@@ -413,13 +414,6 @@ class TestCovariances:
         cov = np.asarray(convert.navsat_covariance_3x3(COV3)).reshape(3, 3)
         np.testing.assert_allclose(cov[:2, :2], COV3[:2, :2])
         assert cov[2, 2] == const.UNOBSERVED_VARIANCE
-
-    @given(st.floats(min_value=-10.0, max_value=10.0))
-    def test_yaw_quaternion_round_trip(self, yaw: float) -> None:
-        q = convert.quaternion_xyzw_from_yaw(yaw)
-        assert sum(v * v for v in q) == pytest.approx(1.0)
-        back = convert.yaw_from_quaternion_xyzw(q)
-        assert math.remainder(back - yaw, 2 * math.pi) == pytest.approx(0.0, abs=1e-9)
 
 
 def _ok_estimate() -> PoseEstimate:

@@ -1,4 +1,6 @@
-"""The rclpy-free pipeline: fix buffer, routing of inputs, counters, and a real localization.
+"""The rclpy-free pipeline: routing of inputs, counters, and a real localization.
+
+The fix and IMU buffers it uses are tested in test/unit/core (test_core_gnss, test_core_attitude).
 
 Messages here are rosbags-deserialised types (what ``cvgl-ros replay`` feeds) or plain
 namespaces, never rclpy messages.
@@ -14,93 +16,21 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from cvgl_ros.core.geodesy import LocalEnu
 from cvgl_ros.core.types import GnssPrior, PoseEstimate, PoseStatus
 from cvgl_ros.ros.convert import s_to_sec_nanosec
-from cvgl_ros.ros.errors import FixRejectedError, ImuRejectedError
 from cvgl_ros.ros.params import configs_from_params
-from cvgl_ros.ros.pipeline import FixBuffer, ImuBuffer, ImuSample, Pipeline, slerp_xyzw
+from cvgl_ros.ros.pipeline import Pipeline
 
 NS = SimpleNamespace
 LAT0, LON0 = 47.3977419, 8.5455938
 ENU = LocalEnu(LAT0, LON0)
 
 
-def _prior(east_m: float, north_m: float, stamp_s: float, sigma_m: float = 2.0) -> GnssPrior:
-    lat, lon = ENU.to_wgs84(east_m, north_m)
-    return GnssPrior(float(lat), float(lon), np.eye(2) * sigma_m**2, stamp_s, 400.0)
-
-
 def _en(prior: GnssPrior) -> np.ndarray:
     e, n = ENU.to_en(prior.lat_deg, prior.lon_deg)
     return np.array([float(e), float(n)])
-
-
-class TestFixBuffer:
-    def test_empty_and_stale(self) -> None:
-        buf = FixBuffer(8)
-        with pytest.raises(FixRejectedError) as info:
-            buf.prior_at(10.0, 1.0)
-        assert info.value.reason == "no_fix"
-        buf.add(_prior(0, 0, 10.0))
-        with pytest.raises(FixRejectedError) as info:
-            buf.prior_at(12.5, 1.0)
-        assert info.value.reason == "stale_fix"
-        with pytest.raises(FixRejectedError):
-            buf.prior_at(8.0, 1.0)  # the fix is from the image's future, too far
-        assert buf.prior_at(10.5, 1.0).stamp_s == 10.5
-
-    def test_interpolates_between_fixes(self) -> None:
-        buf = FixBuffer(8)
-        buf.add(_prior(0.0, 0.0, 10.0, sigma_m=2.0))
-        buf.add(_prior(10.0, -4.0, 11.0, sigma_m=4.0))
-        p = buf.prior_at(10.25, 1.0)
-        np.testing.assert_allclose(_en(p), [2.5, -1.0], atol=1e-3)
-        np.testing.assert_allclose(p.cov_en_m2, np.eye(2) * (0.75 * 4 + 0.25 * 16))
-        assert p.stamp_s == 10.25 and p.alt_m == pytest.approx(400.0)
-
-    def test_extrapolates_with_inflated_covariance(self) -> None:
-        buf = FixBuffer(8)
-        buf.add(_prior(0.0, 0.0, 10.0))
-        buf.add(_prior(2.0, 1.0, 10.5))
-        p = buf.prior_at(10.75, 1.0)
-        np.testing.assert_allclose(_en(p), [3.0, 1.5], atol=1e-3)
-        a = 0.5
-        np.testing.assert_allclose(p.cov_en_m2, np.eye(2) * 4.0 * ((1 + a) ** 2 + a**2))
-
-    def test_altitude_variance_follows_the_horizontal_rule(self) -> None:
-        buf = FixBuffer(8)
-        lat, lon = ENU.to_wgs84(0.0, 0.0)
-        for stamp, var in ((10.0, 4.0), (11.0, 16.0)):
-            buf.add(GnssPrior(float(lat), float(lon), np.eye(2), stamp, 400.0, var))
-        assert buf.prior_at(10.25, 1.0).alt_var_m2 == pytest.approx(0.75 * 4 + 0.25 * 16)
-        a = 0.5  # past the newest fix: w = 1.5
-        assert buf.prior_at(11.5, 1.0).alt_var_m2 == pytest.approx((1 + a) ** 2 * 16 + a**2 * 4)
-        assert buf.prior_at(10.5, 1.0).alt_m == pytest.approx(400.0)
-
-    def test_out_of_order_and_capacity(self) -> None:
-        buf = FixBuffer(3)
-        for t in (3.0, 1.0, 2.0, 4.0):
-            buf.add(_prior(t, 0.0, t))
-        assert len(buf) == 3
-        assert buf.latest is not None and buf.latest.stamp_s == 4.0
-        np.testing.assert_allclose(_en(buf.prior_at(2.5, 1.0)), [2.5, 0.0], atol=1e-3)
-
-    @given(
-        st.floats(min_value=-50, max_value=50),
-        st.floats(min_value=-50, max_value=50),
-        st.floats(min_value=0.0, max_value=1.0),
-    )
-    def test_interpolation_is_on_the_segment(self, e: float, n: float, w: float) -> None:
-        buf = FixBuffer(4)
-        buf.add(_prior(0.0, 0.0, 100.0))
-        buf.add(_prior(e, n, 101.0))
-        p = buf.prior_at(100.0 + w, 2.0)
-        np.testing.assert_allclose(_en(p), [w * e, w * n], atol=1e-3)
-        assert np.all(np.linalg.eigvalsh(p.cov_en_m2) > 0.0)
 
 
 class FakeLocalizer:
@@ -330,54 +260,6 @@ def _imu(stamp_s: float, roll_rad: float = 0.0) -> NS:
         orientation=NS(x=math.sin(roll_rad / 2), y=0.0, z=0.0, w=math.cos(roll_rad / 2)),
         orientation_covariance=[0.01, 0, 0, 0, 0.01, 0, 0, 0, 0.09],
     )
-
-
-def _angle_between(q0: tuple[float, ...], q1: tuple[float, ...]) -> float:
-    return 2.0 * math.acos(min(1.0, abs(float(np.dot(q0, q1)))))
-
-
-class TestImuBuffer:
-    @given(
-        st.lists(st.floats(-1.0, 1.0), min_size=4, max_size=4),
-        st.lists(st.floats(-1.0, 1.0), min_size=4, max_size=4),
-        st.floats(0.0, 1.0),
-    )
-    def test_slerp_moves_along_the_shorter_arc(
-        self, a: list[float], b: list[float], w: float
-    ) -> None:
-        if np.linalg.norm(a) < 0.1 or np.linalg.norm(b) < 0.1:
-            return
-        q0 = tuple(np.asarray(a) / np.linalg.norm(a))
-        q1 = tuple(np.asarray(b) / np.linalg.norm(b))
-        q = slerp_xyzw(q0, q1, w)
-        assert np.linalg.norm(q) == pytest.approx(1.0)
-        total = _angle_between(q0, q1)
-        assert _angle_between(q0, q) == pytest.approx(w * total, abs=2e-3)
-        assert _angle_between(q, q1) == pytest.approx((1.0 - w) * total, abs=2e-3)
-
-    def test_brackets_interpolates_and_refuses_the_rest(self) -> None:
-        buf = ImuBuffer(8)
-        with pytest.raises(ImuRejectedError) as info:
-            buf.sample_at(1.0, 0.5, 0.02)
-        assert info.value.reason == "no_imu"
-        q0, q1 = (0.0, 0.0, 0.0, 1.0), (math.sin(0.1), 0.0, 0.0, math.cos(0.1))  # roll 0.2
-        buf.add(ImuSample(1.1, q1, 0.2))
-        buf.add(ImuSample(1.0, q0, 0.1))  # out of order: inserted before
-        mid = buf.sample_at(1.05, 0.5, 0.02)
-        assert _angle_between(mid.orientation_xyzw, q0) == pytest.approx(0.1, abs=1e-9)
-        assert mid.stamp_s == 1.05 and mid.yaw_sigma_rad == 0.2
-        assert buf.sample_at(1.11, 0.5, 0.02).orientation_xyzw == q1  # within tolerance
-        for stamp in (1.2, 0.9):  # beyond the newest / before the oldest
-            with pytest.raises(ImuRejectedError) as info:
-                buf.sample_at(stamp, 0.5, 0.02)
-            assert info.value.reason == "not_bracketed"
-        buf.add(ImuSample(2.0, q0, 0.1))
-        with pytest.raises(ImuRejectedError) as info:
-            buf.sample_at(1.5, 0.3, 0.02)  # samples 0.4 s and 0.5 s away
-        assert info.value.reason == "gap"
-        assert buf.sample_at(1.5, 0.5, 0.02).stamp_s == 1.5
-        buf.add(ImuSample(-100.0, q0, 0.1))  # the clock jumped back: start over
-        assert len(buf) == 1
 
 
 class TestBadInputsAreRefusedOrCounted:

@@ -45,7 +45,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
 
 
 def _read_bag(bag: Path) -> dict[str, list[object]]:
-    from cvgl_ros.tools.replay import BagTopics, iter_bag
+    from cvgl_ros.tools.bags import BagTopics, iter_bag
 
     out: dict[str, list[object]] = {}
     for role, _t, msg in iter_bag(bag, BagTopics()):
@@ -80,7 +80,8 @@ def test_lat_lon_truth_with_heading_sensor(tmp_path: Path) -> None:
     fix = msgs["fix"][1]
     assert fix.altitude == pytest.approx(201.0)
     assert fix.position_covariance[0] == pytest.approx(25.0)
-    from cvgl_ros.ros.convert import imu_orientation_xyzw, yaw_from_quaternion_xyzw
+    from cvgl_ros.core.attitude import yaw_from_quaternion_xyzw
+    from cvgl_ros.ros.convert import imu_orientation_xyzw
 
     yaw = yaw_from_quaternion_xyzw(imu_orientation_xyzw(msgs["imu"][1]))
     assert yaw == pytest.approx(math.radians(90.0 - 30.0), abs=1e-6)
