@@ -318,7 +318,13 @@ def view_from_image(
     sx, sy = rw / width_px, rh / height_px
     # Resize about pixel centres: q = (p + 0.5) * s - 0.5.
     scale = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
-    c, s = math.cos(view.rotation_rad), math.sin(view.rotation_rad)
+    # The rotation turns the image direction d = Rot(-rotation) @ up onto up; rounding the
+    # resized size scales x and y slightly differently, so turn the RESIZED d onto up.
+    theta = view.rotation_rad
+    if theta != 0.0 and sx != sy:
+        d = (-sx * math.sin(theta), -sy * math.cos(theta))  # S @ Rot(-theta) @ (0, -1)
+        theta = math.remainder(-0.5 * math.pi - math.atan2(d[1], d[0]), 2.0 * math.pi)
+    c, s = math.cos(theta), math.sin(theta)
     rot = np.array([[c, -s], [s, c]])
     corners = np.array([[-0.5, -0.5], [rw - 0.5, -0.5], [-0.5, rh - 0.5], [rw - 0.5, rh - 0.5]])
     centre = np.array([(rw - 1) / 2.0, (rh - 1) / 2.0])

@@ -58,14 +58,19 @@ def render_view(image: np.ndarray, view: MatchView) -> tuple[np.ndarray, np.ndar
 
     from cvgl_ros.core.view import invert_affine, view_from_image
 
-    img = np.ascontiguousarray(np.asarray(image))
+    img: np.ndarray = np.ascontiguousarray(np.asarray(image))
     h, w = img.shape[:2]
     affine, canvas, resized = view_from_image(w, h, view)
+    resize, _, _ = view_from_image(w, h, replace(view, rotation_rad=0.0))
     if resized != (w, h):
         img = cv2.resize(img, resized, interpolation=cv2.INTER_AREA)
-    inside = np.full((resized[1], resized[0]), 255, np.uint8)
+    inside: np.ndarray = np.full((resized[1], resized[0]), 255, np.uint8)
     if view.rotation_rad != 0.0:
-        turn, _, _ = view_from_image(resized[0], resized[1], replace(view, scale=1.0))
+        # The rotation part of the view: resized pixels -> view pixels.
+        square = np.vstack([affine, [0.0, 0.0, 1.0]]) @ np.linalg.inv(
+            np.vstack([resize, [0.0, 0.0, 1.0]])
+        )
+        turn = square[:2]
         img = cv2.warpAffine(img, turn, canvas, flags=cv2.INTER_LINEAR, borderValue=0)
         inside = cv2.warpAffine(inside, turn, canvas, flags=cv2.INTER_NEAREST, borderValue=0)
     return img, inside > 0, invert_affine(affine)

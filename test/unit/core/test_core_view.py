@@ -75,10 +75,11 @@ def test_north_up_view_puts_north_up_and_east_right(
     pts = np.stack([centre, centre + north, centre + east]) @ r_gc  # -> optical frame
     view = apply_affine(affine, CAM.project(pts))
     d_north, d_east = view[1] - view[0], view[2] - view[0]
-    # Up (-v) and right, to within the resize's anisotropy (rounding the scaled size) and the
-    # perspective of a slightly tilted camera: a fraction of a degree.
-    assert abs(math.degrees(math.atan2(d_north[0], -d_north[1]))) < 0.3
-    assert abs(math.degrees(math.atan2(d_east[1], d_east[0]))) < 0.5
+    # North exactly up (-v), to within the perspective of a slightly tilted camera; east to the
+    # right to within that and the resize's anisotropy (rounding the scaled size changes x and
+    # y scales by up to 1 % at these scales, which shears right angles by up to 0.7 deg).
+    assert abs(math.degrees(math.atan2(d_north[0], -d_north[1]))) < 0.05
+    assert abs(math.degrees(math.atan2(d_east[1], d_east[0]))) < 1.0
     # The whole image lands on the canvas.
     corners = np.array([[-0.5, -0.5], [399.5, -0.5], [-0.5, 224.5], [399.5, 224.5]])
     v = apply_affine(affine, corners)

@@ -324,3 +324,24 @@ def test_auto_refuses_half_exported_matcher_and_missing_depth_file(
         LearnedMatcher.from_config(cfg)
     with pytest.raises(BackendError, match=r"engine_path .* not found"):
         DepthAnythingDepth.from_config(DepthModelConfig(engine_path=str(tmp_path / "d.onnx")))
+
+
+@pytest.mark.parametrize(("scale", "rotation_rad"), [(1.0, 0.0), (0.37, 0.9), (0.61, -2.4)])
+def test_render_view_maps_view_pixels_back_to_the_image(scale: float, rotation_rad: float) -> None:
+    """The returned image_from_view is the exact inverse of how the view was rendered: on a
+    linear ramp, every view pixel shows the value of the image point it maps back to."""
+    from cvgl_ros.core.view import MatchView, apply_affine
+    from cvgl_ros.models.preprocess import render_view
+
+    vv, uu = np.mgrid[0:150, 0:200].astype(np.float64)
+    ramp = (0.5 * uu + 0.8 * vv).astype(np.float32)
+    view_img, inside, image_from_view = render_view(ramp, MatchView(scale, rotation_rad))
+    ys, xs = np.nonzero(inside)
+    pick = np.random.default_rng(0).choice(len(xs), 300, replace=False)
+    view_px = np.stack([xs[pick], ys[pick]], axis=1).astype(np.float64)
+    back = apply_affine(image_from_view, view_px)
+    interior = np.all((back > 2.0) & (back < np.array([197.0, 147.0])), axis=1)
+    expected = 0.5 * back[interior, 0] + 0.8 * back[interior, 1]
+    got = view_img[ys[pick][interior], xs[pick][interior]]
+    assert interior.sum() > 100
+    np.testing.assert_allclose(got, expected, atol=0.75)
