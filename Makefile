@@ -1,5 +1,5 @@
 # One-command entry points. Every target sets itself up from a clean clone.
-#   make test   - venv + pinned deps + Debian test deps, then ruff, mypy (core), pytest
+#   make test   - venv + pinned deps + Debian test deps, then ruff, mypy (strict), pytest
 #   make demo   - the main job on the embedded default (synthetic flight, replay, evaluation)
 #   make bench  - benchmarks, JSON in bench-results/, table in docs/BENCHMARKS.md
 #   make test-oldstack - core + classical + node tests on Debian's OpenCV 4.6 / numpy 1.24
@@ -39,7 +39,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 typecheck: setup
-	$(VENV)/bin/mypy cvgl_ros/core
+	$(VENV)/bin/mypy cvgl_ros/core cvgl_ros/ros/params.py cvgl_ros/ros/node.py
 
 pytest: setup debs
 	bash scripts/run_pytest.sh $(PYTEST_ARGS)

@@ -29,11 +29,12 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import ClassVar, Literal
 
 import cv2
 import numpy as np
 
+from cvgl_ros.core.schema import Presets, param
 from cvgl_ros.core.types import AerialPatch, Correspondences, FloatArray, UInt8Array
 from cvgl_ros.core.view import MatchView, apply_affine, invert_affine, view_from_image
 
@@ -75,13 +76,31 @@ def create_sift(max_features: int) -> cv2.Feature2D:
     return cv2.SIFT_create(nfeatures=max_features)  # type: ignore[attr-defined,no-any-return]
 
 
+CLASSICAL_PRESETS = Presets(
+    {
+        # The field defaults below: 800 camera keypoints detected on at most 320 px, 4000 on
+        # the aerial patch, ratio 0.8, CLAHE; >= 10 Hz at 640x480 on 2 CPU cores.
+        "default": {},
+        # Drones matched at the camera's ground resolution (view.adaptive): the resampled
+        # camera view is larger than 320 px and its few distinctive features matter.
+        "drone": {
+            "max_ground_features": 2000,  # camera keypoints per frame: the per-frame cost
+        },
+    },
+    description="""classical matcher internals (keypoint budgets, detection sizes, ratio
+        test, CLAHE, aerial feature cache): default (800 camera keypoints per frame, >= 10 Hz
+        at 640x480 on 2 cores) or drone (2000 camera keypoints: nadir views matched at the
+        ground resolution, view.adaptive). cvgl_ros/models/classical.py lists every value.""",
+)
+"""Named classical matcher internals (``matcher.classical.preset``)."""
+
+
 @dataclass(frozen=True)
 class ClassicalMatcherConfig:
     """Configuration of :class:`ClassicalMatcher`.
 
     Attributes:
-        feature: detector/descriptor: ``"sift"`` (float descriptors, most robust), ``"akaze"``
-            (binary, faster) or ``"orb"`` (binary, fastest, least robust across scale).
+        feature: parameter ``matcher.classical.feature``.
         ratio: Lowe ratio-test threshold on d1/d2 (0 < ratio <= 1); lower is stricter.
         max_features: keypoints kept per image (strongest responses first), unless
             ``max_ground_features`` / ``max_aerial_features`` set a budget of their own.
@@ -108,7 +127,13 @@ class ClassicalMatcherConfig:
             georeference), so an unchanged patch is described only once.
     """
 
-    feature: FeatureKind = "sift"
+    PRESETS: ClassVar[Presets] = CLASSICAL_PRESETS
+
+    feature: FeatureKind = param(
+        "sift",
+        description="""detector/descriptor: sift (float descriptors, most robust), akaze
+            (binary, faster) or orb (binary, fastest, least robust across scale).""",
+    )
     ratio: float = 0.8
     max_features: int = 4000
     mutual: bool = True
