@@ -34,11 +34,10 @@ class OnlyFor:
     """The selector a parameter (or a section) belongs to: declared only for these values.
 
     Attributes:
-        selector: name of the selecting field, relative to the class that holds the marked
-            field (``"kind"`` for ``MatcherConfig.learned``) or, for a section-level
-            condition set by the node, the full dotted parameter name (``"tiles.source"``).
-        values: the selector values (after ``kind_of``, when the selector has one) for which
-            the parameter exists.
+        selector: name of the selecting field, a marked field of the same class
+            (``"kind"`` for ``MatcherConfig.learned``).
+        values: the selector values (after the selector's ``kind_of``, when it has one) for
+            which the parameter exists.
     """
 
     selector: str

@@ -391,7 +391,6 @@ class ParamSpec:
         choices: allowed string values, or empty.
         runtime: True when it may be changed while the node runs.
         only_for: conditions that must all hold for the parameter to be declared.
-        kind_of: for a selector parameter: value -> kind.
     """
 
     name: str
@@ -403,7 +402,6 @@ class ParamSpec:
     choices: tuple[str, ...] = ()
     runtime: bool = False
     only_for: tuple[Condition, ...] = ()
-    kind_of: Callable[[Any], Any] | None = None
 
     @property
     def nan_unset(self) -> bool:
@@ -563,7 +561,6 @@ def _specs_for(cls: type[Any], prefix: str, conditions: tuple[Condition, ...]) -
                 choices=choices,
                 runtime=meta.runtime,
                 only_for=conditions + _condition(meta.only_for, prefix, cls),
-                kind_of=meta.kind_of,
             )
         )
     return specs
