@@ -964,9 +964,18 @@ def descriptor_fields(spec: ParamSpec) -> dict[str, Any]:
     return {"name": spec.name, "description": text, "read_only": False}
 
 
+def yaml_float(value: float) -> str:
+    """A float as YAML writes it (``0.0``, ``.nan``, ``.inf``), so it reads back as a float."""
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    return repr(float(value))
+
+
 def _default_text(spec: ParamSpec) -> str:
     if spec.kind == "float":
-        return f"`{spec.default:g}`" if not spec.nan_unset else "`.nan`"
+        return f"`{yaml_float(spec.default)}`"
     if spec.kind == "str" and spec.default == "":
         return '`""`'
     if spec.kind.endswith("_array"):

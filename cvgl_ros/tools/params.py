@@ -58,10 +58,12 @@ def generated_kinds(text: str) -> list[str]:
 
 
 def _format_value(value: Any) -> str:
+    from cvgl_ros.ros.params import yaml_float
+
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
-        return f"{value:g}"
+        return yaml_float(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_format_value(v) for v in value) + "]"
     return repr(value) if value == "" else str(value)

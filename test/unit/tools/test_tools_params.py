@@ -17,7 +17,7 @@ def test_lists_what_a_file_declares_with_its_values(capsys: pytest.CaptureFixtur
     assert main(["params", "--config", config, "--set", "tiles.source:=/x.tif"]) == 0
     lines = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()}
     assert lines["matcher.classical.preset"] == ["drone"]
-    assert lines["depth.range_m"] == ["100"]
+    assert lines["depth.range_m"] == ["100.0"]
     assert lines["ransac.preset"] == ["default", "[run", "time]"]
     assert lines["image_qos"] == ["auto", "(default)"]
     assert "matcher.learned.checkpoint_path" not in lines and "depth.camera_height_m" not in lines
