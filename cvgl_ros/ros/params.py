@@ -574,14 +574,12 @@ def _build_table() -> dict[str, ParamSpec]:
     return table
 
 
-def _preset_table() -> dict[str, Presets]:
-    """``<prefix>preset`` -> the presets it selects from."""
-    out: dict[str, Presets] = {}
+def _walk_sections() -> list[tuple[str, type[Any]]]:
+    """(prefix, config class) of every section, nested kind sections included."""
+    out: list[tuple[str, type[Any]]] = []
 
     def walk(cls: type[Any], prefix: str) -> None:
-        presets = presets_of(cls)
-        if presets is not None:
-            out[f"{prefix}preset"] = presets
+        out.append((prefix, cls))
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if section_meta(f) is not None:
@@ -592,11 +590,48 @@ def _preset_table() -> dict[str, Presets]:
     return out
 
 
+def _preset_table() -> dict[str, Presets]:
+    """``<prefix>preset`` -> the presets it selects from."""
+    return {
+        f"{prefix}preset": presets
+        for prefix, cls in _walk_sections()
+        if (presets := presets_of(cls)) is not None
+    }
+
+
+def _internal_table() -> dict[str, type[Any]]:
+    """Full name of every internal (unmarked) field -> its config class."""
+    out: dict[str, type[Any]] = {}
+    for prefix, cls in _walk_sections():
+        for f in dataclasses.fields(cls):
+            if param_meta(f) is None and section_meta(f) is None:
+                out[f"{prefix}{f.name}"] = cls
+    return out
+
+
 PARAMETERS: Mapping[str, ParamSpec] = _build_table()
 """Every parameter of the node, of every kind, by full dotted name (the node declares those
 of the selected kinds: :func:`declared_names`)."""
 PRESETS: Mapping[str, Presets] = _preset_table()
 """The named presets of each ``*.preset`` parameter."""
+_INTERNALS: Mapping[str, type[Any]] = _internal_table()
+# Names the node declared before issue 15 under another name (for the error message only:
+# an old name is refused, never silently mapped).
+_RENAMED: Mapping[str, str] = {
+    "gating.prior_gate_sigma": "gating.prior_gate_n_sigma",
+    "covariance.aerial_px_sigma": "covariance.aerial_sigma_px",
+    "ransac.yaw_prior_gate_sigma": "ransac.yaw_prior_gate_n_sigma",
+    "ransac.position_prior_gate_sigma": "ransac.position_prior_gate_n_sigma",
+    "patch_reuse.coverage_sigma": "patch_reuse.coverage_n_sigma",
+    "view.coverage_sigma": "view.coverage_n_sigma",
+    "height.scale_gate_sigma": "height.scale_gate_n_sigma",
+}
+_TOPIC_PARAMETERS: Mapping[str, str] = {
+    "image_topic": const.IMAGE_TOPIC,
+    "camera_info_topic": const.CAMERA_INFO_TOPIC,
+    "fix_topic": const.FIX_TOPIC,
+    "imu_topic": const.IMU_TOPIC,
+}
 
 
 def runtime_parameter_names() -> frozenset[str]:
@@ -693,9 +728,32 @@ class NodeConfigs:
     values: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
-def _suggest(name: str) -> str:
+def _internal_text(name: str) -> str:
+    """``an internal of RansacConfig, set by ransac.preset (default, fast, thorough)``."""
+    cls = _INTERNALS[name]
+    prefix, _, field_name = name.rpartition(".")
+    presets = PRESETS.get(f"{prefix}.preset" if prefix else "preset")
+    if presets is not None and any(field_name in presets.values(p) for p in presets.names):
+        how = f"set by {prefix}.preset ({', '.join(presets.names)})"
+    else:
+        how = f"its default is in {cls.__module__}"
+    return f"an internal of {cls.__name__}, {how}"
+
+
+def _unknown(name: str) -> str:
+    """Why ``name`` is not a parameter, and what to do instead."""
+    head = f"is not a parameter of {const.NODE_NAME}"
+    if name in _RENAMED:
+        new = _RENAMED[name]
+        tail = f", {_internal_text(new)}" if new in _INTERNALS else ""
+        return f"{head}: renamed '{new}'{tail}"
+    if name in _TOPIC_PARAMETERS:
+        topic = _TOPIC_PARAMETERS[name]
+        return f"{head}: input topics are fixed, remap {topic} (-r {topic}:=/your/topic)"
+    if name in _INTERNALS:
+        return f"{head}: {_internal_text(name)}"
     close = difflib.get_close_matches(name, list(PARAMETERS), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return head + (f" (did you mean '{close[0]}'?)" if close else "")
 
 
 def _check_number(spec: ParamSpec, value: float) -> None:
@@ -828,7 +886,7 @@ def configs_from_params(values: Mapping[str, Any]) -> NodeConfigs:
     """
     for name in values:
         if name not in PARAMETERS:
-            raise ParameterError(name, f"is not a parameter of {const.NODE_NAME}{_suggest(name)}")
+            raise ParameterError(name, _unknown(name))
     checked = {name: check_value(PARAMETERS[name], value) for name, value in values.items()}
     check_selected(checked)
     declared = frozenset(declared_names(checked))

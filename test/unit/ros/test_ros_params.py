@@ -289,8 +289,31 @@ def test_errors_name_the_parameter(values: dict[str, object], blamed: str) -> No
 def test_typo_gets_a_suggestion() -> None:
     with pytest.raises(ParameterError, match=r"did you mean 'gating\.min_inliers'"):
         configs_from_params({"gating.min_inlier": 3})
-    with pytest.raises(ParameterError, match=r"did you mean 'covariance\.aerial_sigma_px'"):
-        configs_from_params({"covariance.aerial_px_sigma": 0.3})  # the name before issue 15
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("covariance.aerial_px_sigma", "renamed 'covariance.aerial_sigma_px'"),
+        (
+            "view.coverage_sigma",
+            "renamed 'view.coverage_n_sigma', an internal of ViewConfig, its default is in "
+            "cvgl_ros.core.config",
+        ),
+        (
+            "ransac.max_iterations",
+            "an internal of RansacConfig, set by ransac.preset (default, fast, thorough)",
+        ),
+        ("ransac.seed", "an internal of RansacConfig, its default is in cvgl_ros.core.config"),
+        ("matcher.classical.max_ground_features", "set by matcher.classical.preset"),
+        ("image_topic", "input topics are fixed, remap camera/image_raw"),
+        ("fix_topic", "remap gnss/fix"),
+    ],
+)
+def test_former_parameters_say_what_became_of_them(name: str, says: str) -> None:
+    with pytest.raises(ParameterError) as info:
+        configs_from_params({name: 1})
+    assert info.value.name == name and says in str(info.value), str(info.value)
 
 
 def test_check_value_accepts_nan_where_it_means_unset() -> None:
