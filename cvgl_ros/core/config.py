@@ -116,11 +116,11 @@ RANSAC_PRESETS = Presets(
             "initial_pool_fraction": 0.2,  # first batches sample the best 20 %, not 10 %
         },
     },
-    description="""RANSAC internals (hypothesis cap, confidence, sampling pool, local
-        optimisation, priors' gates, seed, solver): default; fast (256 hypotheses at most,
-        99 % confidence, 2 refits: slow CPUs, well-matched frames); thorough (10000
-        hypotheses, 99.99 %, 8 refits: low inlier ratios). cvgl_ros/core/config.py lists
-        every value.""",
+    description="""RANSAC's search budget: default (at most 2000 hypotheses, 99.9 %
+        confidence, 4 local-optimisation refits); fast (256 hypotheses, 99 %, 2 refits: slow
+        CPUs, well-matched frames); thorough (10000 hypotheses, 99.99 %, 8 refits, a wider first
+        sampling pool: low inlier ratios). The other internals (seed, batch size, the priors'
+        gates, the solver) keep their RansacConfig defaults.""",
     runtime=True,
 )
 """Named RANSAC internals (``ransac.preset``); each lists only what it changes."""

@@ -90,7 +90,7 @@ CLASSICAL_PRESETS = Presets(
     description="""classical matcher internals (keypoint budgets, detection sizes, ratio
         test, CLAHE, aerial feature cache): default (800 camera keypoints per frame, >= 10 Hz
         at 640x480 on 2 cores) or drone (2000 camera keypoints: nadir views matched at the
-        ground resolution, view.adaptive). cvgl_ros/models/classical.py lists every value.""",
+        ground resolution, view.adaptive). ClassicalMatcherConfig documents every value.""",
 )
 """Named classical matcher internals (``matcher.classical.preset``)."""
 

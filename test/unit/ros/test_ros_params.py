@@ -11,7 +11,7 @@ import pytest
 
 from cvgl_ros.core import schema
 from cvgl_ros.core.config import RANSAC_PRESETS, GatingConfig, RansacConfig
-from cvgl_ros.models.classical import CLASSICAL_PRESETS, ClassicalMatcherConfig
+from cvgl_ros.models.config import ClassicalMatcherConfig
 from cvgl_ros.ros.errors import ParameterError
 from cvgl_ros.ros.params import (
     PARAMETERS,
@@ -225,7 +225,7 @@ class TestPresets:
         for cls in (RansacConfig, ClassicalMatcherConfig):
             schema.check_presets(cls)
         assert set(RANSAC_PRESETS.names) == {"default", "fast", "thorough"}
-        assert "drone" in CLASSICAL_PRESETS.names
+        assert ClassicalMatcherConfig.PRESETS.names == ("default", "drone")
 
     def test_a_preset_naming_a_parameter_is_refused(self) -> None:
         @dataclasses.dataclass(frozen=True)
