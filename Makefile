@@ -39,10 +39,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 # mypy --strict (pyproject.toml) on the core, the backends and the ROS adapter's modules.
-TYPECHECK_PATHS := cvgl_ros/core cvgl_ros/backends cvgl_ros/lazy.py cvgl_ros/ros/__init__.py \
-	cvgl_ros/ros/constants.py cvgl_ros/ros/convert.py cvgl_ros/ros/diagnostics.py \
-	cvgl_ros/ros/errors.py cvgl_ros/ros/gpsd_source.py cvgl_ros/ros/overlay.py \
-	cvgl_ros/ros/pipeline.py
+TYPECHECK_PATHS := cvgl_ros/core cvgl_ros/backends cvgl_ros/lazy.py cvgl_ros/ros
 
 typecheck: setup
 	$(VENV)/bin/mypy $(TYPECHECK_PATHS)

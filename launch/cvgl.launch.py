@@ -1,7 +1,9 @@
 """Launch the cvgl_ros localization node with a parameter file.
 
-Arguments: ``config`` (parameter YAML), ``namespace``, ``use_sim_time``, and topic remaps
-``image_topic``, ``camera_info_topic``, ``fix_topic``, ``imu_topic``.
+Arguments: ``config`` (parameter YAML), ``namespace``, ``use_sim_time``, and the remaps
+``image_topic``, ``camera_info_topic``, ``fix_topic``, ``imu_topic`` of the node's fixed input
+names ``camera/image_raw``, ``camera/camera_info``, ``gnss/fix``, ``imu/data`` (input topics
+are not parameters).
 """
 
 from launch import LaunchDescription

@@ -3,6 +3,10 @@
 One dataclass per stage, composed into :class:`LocalizerConfig`. Every field has a default and a
 unit in its name; ``__post_init__`` raises ``ValueError`` naming the offending field.
 :meth:`LocalizerConfig.from_dict` builds a config from a nested mapping and rejects unknown keys.
+
+Fields declared with :func:`~cvgl_ros.core.schema.param` are the node's parameters (their
+description, range and run-time flag live there, and the range is the field's validation);
+the others are internals, set by their defaults or a named preset (:data:`RANSAC_PRESETS`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
+
+from cvgl_ros.core.schema import Presets, check_ranges, param
 
 _T = TypeVar("_T")
 
@@ -50,22 +56,28 @@ class LiftingConfig:
     """Which lifted points are kept.
 
     Attributes:
-        max_depth_m: points farther than this from the camera (3-D distance, depth units)
-            are dropped: sky, far objects and near-horizon rays of the ground-plane depth,
-            whose positions are unreliable.
+        max_depth_m: parameter ``lifting.max_depth_m`` (see its description).
         min_depth_m: points nearer than this to the camera (depth units) are dropped.
         min_height_m: points lower than this (z of the gravity-aligned body frame, metres
             relative to the camera, up positive) are dropped; ``None`` = no limit.
         max_height_m: points higher than this are dropped; ``None`` = no limit.
     """
 
-    max_depth_m: float = 250.0
+    max_depth_m: float = param(
+        250.0,
+        description="""points farther than this from the camera (3-D distance, depth units)
+            are dropped: sky, far objects and near-horizon rays of the ground-plane depth,
+            whose positions are unreliable. About 40 for a ground vehicle's forward camera,
+            above the flight altitude for a drone.""",
+        range=(0.01, 1e6),
+        runtime=True,
+    )
     min_depth_m: float = 0.05
     min_height_m: float | None = None
     max_height_m: float | None = None
 
     def __post_init__(self) -> None:
-        _positive(self, "max_depth_m")
+        check_ranges(self)
         _non_negative(self, "min_depth_m")
         if self.min_depth_m >= self.max_depth_m:
             raise ValueError("LiftingConfig.min_depth_m must be < max_depth_m")
@@ -84,14 +96,42 @@ class LiftingConfig:
 RansacImplementation = Literal["auto", "numba", "numpy"]
 RANSAC_IMPLEMENTATIONS: tuple[str, ...] = typing.get_args(RansacImplementation)
 
+RANSAC_PRESETS = Presets(
+    {
+        # The field defaults below: at most 2000 hypotheses, 99.9 % confidence, 4 refits.
+        # With informative match weights a solve usually stops after one batch of 32.
+        "default": {},
+        # Slow CPUs and well-matched frames (inlier ratio above about 0.3).
+        "fast": {
+            "max_iterations": 256,  # hypothesis cap: 8 batches
+            "confidence": 0.99,  # stop as soon as an all-inlier sample is 99 % likely
+            "lo_iterations": 2,  # local-optimisation refits
+        },
+        # Low inlier ratios (repetitive texture, a learned matcher's top-k with many
+        # outliers): more hypotheses before giving up, more refits of the winner.
+        "thorough": {
+            "max_iterations": 10000,  # hypothesis cap
+            "confidence": 0.9999,  # adaptive stop, one failure in 10^4
+            "lo_iterations": 8,  # local-optimisation refits
+            "initial_pool_fraction": 0.2,  # first batches sample the best 20 %, not 10 %
+        },
+    },
+    description="""RANSAC's search budget: default (at most 2000 hypotheses, 99.9 %
+        confidence, 4 local-optimisation refits); fast (256 hypotheses, 99 %, 2 refits: slow
+        CPUs, well-matched frames); thorough (10000 hypotheses, 99.99 %, 8 refits, a wider first
+        sampling pool: low inlier ratios). The other internals (seed, batch size, the priors'
+        gates, the solver) keep their RansacConfig defaults.""",
+    runtime=True,
+)
+"""Named RANSAC internals (``ransac.preset``); each lists only what it changes."""
+
 
 @dataclass(frozen=True)
 class RansacConfig:
     """RANSAC around the 2-point similarity.
 
     Attributes:
-        inlier_threshold_m: residual (metres in the aerial patch frame) below which a
-            correspondence is an inlier; also the MSAC truncation.
+        inlier_threshold_m: parameter ``ransac.inlier_threshold_m`` (see its description).
         max_iterations: cap on the number of hypotheses.
         confidence: probability of drawing at least one all-inlier sample, for the adaptive
             iteration count.
@@ -110,10 +150,10 @@ class RansacConfig:
             the weights still order the sampling and weight the MSAC score.
         min_sample_distance_m: minimal samples whose two ground points are closer than this are
             skipped (their similarity is ill-conditioned).
-        yaw_prior_gate_sigma: with a yaw prior, hypotheses farther than this many sigmas from it
-            are rejected.
-        position_prior_gate_sigma: with a GNSS prior, hypotheses whose position is farther than
-            this many sigmas (Mahalanobis, 2-D) are rejected.
+        yaw_prior_gate_n_sigma: with a yaw prior, hypotheses farther than this many sigmas
+            from it are rejected.
+        position_prior_gate_n_sigma: with a GNSS prior, hypotheses whose position is farther
+            than this many sigmas (Mahalanobis, 2-D) are rejected.
         implementation: ``"auto"`` runs the numba-compiled kernel
             (:mod:`cvgl_ros.core.ransac_kernel`) when numba is installed and the vectorised
             numpy solver otherwise; ``"numba"`` requires the kernel (an error names the package
@@ -122,7 +162,16 @@ class RansacConfig:
             correspondences, 3x at 4096 (docs/BENCHMARKS.md).
     """
 
-    inlier_threshold_m: float = 3.0
+    PRESETS: ClassVar[Presets] = RANSAC_PRESETS
+
+    inlier_threshold_m: float = param(
+        3.0,
+        description="""residual (metres in the aerial patch frame) below which a
+            correspondence is an inlier; also the MSAC truncation. About the map's
+            georeferencing error plus a few aerial pixels.""",
+        range=(0.001, 1000.0),
+        runtime=True,
+    )
     max_iterations: int = 2000
     confidence: float = 0.999
     seed: int = 0
@@ -133,12 +182,12 @@ class RansacConfig:
     lo_iterations: int = 4
     weighted_refit: bool = False
     min_sample_distance_m: float = 1e-3
-    yaw_prior_gate_sigma: float = 3.0
-    position_prior_gate_sigma: float = 5.0
+    yaw_prior_gate_n_sigma: float = 3.0
+    position_prior_gate_n_sigma: float = 5.0
     implementation: RansacImplementation = "auto"
 
     def __post_init__(self) -> None:
-        _positive(self, "inlier_threshold_m")
+        check_ranges(self)
         _int_at_least(self, "max_iterations", 1)
         c = _finite(self, "confidence")
         if not 0.0 < c < 1.0:
@@ -151,8 +200,8 @@ class RansacConfig:
         _int_at_least(self, "min_pool_size", 2)
         _int_at_least(self, "lo_iterations", 0)
         _non_negative(self, "min_sample_distance_m")
-        _positive(self, "yaw_prior_gate_sigma")
-        _positive(self, "position_prior_gate_sigma")
+        _positive(self, "yaw_prior_gate_n_sigma")
+        _positive(self, "position_prior_gate_n_sigma")
         for name in ("use_weights", "weighted_refit"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"RansacConfig.{name} must be a bool")
@@ -184,43 +233,62 @@ class CovarianceConfig:
             the threshold bias the fit).
         min_sigma_m: floor on the per-point residual standard deviation, metres in the patch
             frame.
-        aerial_px_sigma: error that all keypoints of one aerial patch share (sub-pixel detector
-            bias, pixel-centre conventions, resampling), aerial pixels; times the patch's
-            ``m_per_px`` it is a position sigma that does not shrink with the inlier count (and,
-            over the footprint's radius, a yaw sigma). Good detectors reach 0.1-0.3 px; the
-            default is the best case (measured 0.03-0.14 px of total error on synthetic flights
-            over real orthophotos). In patch pixels: raise it if the matcher downsamples the
-            patch or localises coarsely (learned matchers on a feature grid). 0 disables it.
-        map_georef_sigma_m: absolute georeferencing error of the aerial imagery (one sigma
-            per axis, metres), added in quadrature to east and north: the pose is only as
-            good as the map it was matched against. Orthophotos and satellite mosaics are
-            typically good to 0.5-2 m; use the imagery's stated accuracy. Set 0 only when
-            the truth comes from the same map (synthetic flights rendered from it).
+        aerial_sigma_px: parameter ``covariance.aerial_sigma_px``.
+        map_georef_sigma_m: parameter ``covariance.map_georef_sigma_m``.
         min_position_sigma_m: standard deviation added in quadrature to east and north,
             metres: other unmodelled errors (terrain relief against the flat-ground model,
             rolling shutter, timing).
-        min_yaw_sigma_rad: standard deviation added in quadrature to yaw, radians (map and
-            camera-mount yaw errors the inliers cannot see).
-        attitude_sigma_rad: 1-sigma roll/pitch error of ``gravity_from_camera`` (IMU gravity
-            estimate or static mount calibration), radians. A tilt error tilts every lifted
-            ray and moves the lifted ground points, hence the position, by about the metric
-            camera-to-ground range of the inliers times the error; it is added to east and
-            north as ``(inlier_range_m * attitude_sigma_rad)²``. The default 0.0087 (0.5 deg)
-            is a typical MEMS IMU's roll/pitch accuracy under motion and a typical camera-mount
-            calibration (a good tactical IMU reaches 0.05-0.1 deg: lower it; an uncalibrated
-            mount or a fixed nominal attitude without IMU: raise it to the expected tilt).
-            0 disables it.
+        min_yaw_sigma_rad: parameter ``covariance.min_yaw_sigma_rad``.
+        attitude_sigma_rad: parameter ``covariance.attitude_sigma_rad``.
     """
 
     base_inflation: float = 1.0
     count_inflation: float = 0.5
     ratio_inflation: float = 0.25
     min_sigma_m: float = 0.01
-    aerial_px_sigma: float = 0.1
-    map_georef_sigma_m: float = 1.0
+    aerial_sigma_px: float = param(
+        0.1,
+        description="""error that all keypoints of one aerial patch share (sub-pixel detector
+            bias, pixel-centre conventions, resampling), aerial pixels; times the patch's
+            m_per_px it is a position sigma that does not shrink with the inlier count (and,
+            over the footprint's radius, a yaw sigma). Good detectors reach 0.1-0.3 px; the
+            default is the best case (measured 0.03-0.14 px of total error on synthetic
+            flights over real orthophotos). Raise it if the matcher downsamples the patch or
+            localises coarsely (learned matchers on a feature grid: about 1). 0 disables it.""",
+        range=(0.0, 100.0),
+        runtime=True,
+    )
+    map_georef_sigma_m: float = param(
+        1.0,
+        description="""absolute georeferencing error of the aerial imagery (one sigma per
+            axis, metres), added in quadrature to east and north: the pose is only as good as
+            the map it was matched against. Orthophotos and satellite mosaics are typically
+            good to 0.5-2 m; SET it to the imagery's stated accuracy. 0 only when the truth
+            comes from the same map (synthetic flights rendered from it).""",
+        range=(0.0, 1000.0),
+        runtime=True,
+    )
     min_position_sigma_m: float = 0.02
-    min_yaw_sigma_rad: float = 1e-3
-    attitude_sigma_rad: float = 0.0087
+    min_yaw_sigma_rad: float = param(
+        1e-3,
+        description="""standard deviation added in quadrature to yaw, radians: map and
+            camera-mount yaw errors the inliers cannot see (camera-mount calibration and map
+            rotation about 0.0035, about 0.2 deg; orthomosaics' local rotation up to 1 deg).""",
+        range=(0.0, 3.2),
+        runtime=True,
+    )
+    attitude_sigma_rad: float = param(
+        0.0087,
+        description="""1-sigma roll/pitch error of the camera's gravity direction (IMU gravity
+            estimate or static mount calibration), radians. A tilt error moves the lifted
+            ground points, hence the position, by about the inliers' metric camera-to-ground
+            range times the error: added to east and north as (inlier_range_m *
+            attitude_sigma_rad)^2. The default 0.0087 (0.5 deg) is a typical MEMS IMU under
+            motion or a calibrated mount (a tactical IMU: 0.001-0.002; an uncalibrated mount or
+            a nominal attitude without IMU: the expected tilt). 0 disables it.""",
+        range=(0.0, 1.5),
+        runtime=True,
+    )
 
     def __post_init__(self) -> None:
         if _positive(self, "base_inflation") < 1.0:
@@ -228,55 +296,66 @@ class CovarianceConfig:
         _non_negative(self, "count_inflation")
         _non_negative(self, "ratio_inflation")
         _non_negative(self, "min_sigma_m")
-        _non_negative(self, "aerial_px_sigma")
-        _non_negative(self, "map_georef_sigma_m")
         _non_negative(self, "min_position_sigma_m")
-        _non_negative(self, "min_yaw_sigma_rad")
-        _non_negative(self, "attitude_sigma_rad")
+        check_ranges(self)
 
 
 @dataclass(frozen=True)
 class GatingConfig:
-    """When a pose is published.
+    """When a pose is published (every field is a ``gating.*`` parameter)."""
 
-    Attributes:
-        min_inliers: fewer RANSAC inliers -> ``too_few_inliers`` (also the minimum number of
-            matches / lifted points worth solving).
-        min_inlier_ratio: lower inlier ratio -> ``low_inlier_ratio``.
-        scale_min: smallest plausible similarity scale (also bounds RANSAC hypotheses). The
-            wide default suits relative depth and unknown altitude; with metric depth set
-            about 0.8 (and ``scale_max`` about 1.25).
-        scale_max: largest plausible similarity scale (also bounds RANSAC hypotheses).
-        prior_gate_sigma: a pose farther from the GNSS prior than this many standard
-            deviations (2-D Mahalanobis with prior + pose covariance) -> ``outside_prior``;
-            with a yaw prior the yaw is gated the same way.
-        max_log10_nfa: a pose whose inlier set is not significant -- log10 of its number of
-            false alarms (:func:`~cvgl_ros.core.gating.log10_nfa`: how many models with as
-            many inliers random matches would produce, given the inlier threshold's share of
-            the searched patch area) above this -> ``too_few_inliers``. It scales the
-            required evidence with the number of matches and the patch size; ``min_inliers``
-            remains the floor the covariance calibration needs. +inf disables it.
-    """
-
-    min_inliers: int = 12
-    min_inlier_ratio: float = 0.15
-    scale_min: float = 1e-3
-    scale_max: float = 1e3
-    prior_gate_sigma: float = 5.0
-    max_log10_nfa: float = -6.0
+    min_inliers: int = param(
+        12,
+        description="""fewer RANSAC inliers -> too_few_inliers; also the minimum number of
+            matches and lifted points worth solving, and the floor the covariance calibration
+            needs.""",
+        range=(2, 100000),
+        runtime=True,
+    )
+    min_inlier_ratio: float = param(
+        0.15,
+        description="a lower inlier ratio (inliers / correspondences) -> low_inlier_ratio.",
+        range=(0.0, 1.0),
+        runtime=True,
+    )
+    scale_min: float = param(
+        1e-3,
+        description="""smallest plausible similarity scale (also bounds RANSAC hypotheses):
+            wide for relative depth and unknown altitude; about 0.8 with metric depth (and
+            scale_max about 1.25). A camera height (height.ground_elevation_m) or a metric
+            depth provider narrows it further per frame.""",
+        range=(1e-6, 1e6),
+        runtime=True,
+    )
+    scale_max: float = param(
+        1e3,
+        description="largest plausible similarity scale (also bounds RANSAC hypotheses).",
+        range=(1e-6, 1e6),
+        runtime=True,
+    )
+    prior_gate_n_sigma: float = param(
+        5.0,
+        description="""a pose farther from the GNSS prior than this many standard deviations
+            (2-D Mahalanobis with prior + pose covariance) -> outside_prior; with a yaw prior
+            the yaw is gated the same way.""",
+        range=(0.1, 1000.0),
+        runtime=True,
+    )
+    max_log10_nfa: float = param(
+        -6.0,
+        description="""a pose whose inlier set is not significant -> too_few_inliers: log10
+            of its number of false alarms (how many models with as many inliers random
+            matches would produce, given the inlier threshold's share of the searched patch
+            area) above this. It scales the required evidence with the number of matches and
+            the patch size; min_inliers stays the floor. .inf disables it.""",
+        range=(-1000.0, math.inf),
+        runtime=True,
+    )
 
     def __post_init__(self) -> None:
-        _int_at_least(self, "min_inliers", 2)
-        r = _finite(self, "min_inlier_ratio")
-        if not 0.0 <= r <= 1.0:
-            raise ValueError(f"GatingConfig.min_inlier_ratio must be in [0, 1], got {r}")
-        _positive(self, "scale_min")
-        _positive(self, "scale_max")
+        check_ranges(self)
         if self.scale_min >= self.scale_max:
             raise ValueError("GatingConfig.scale_min must be < scale_max")
-        _positive(self, "prior_gate_sigma")
-        if math.isnan(self.max_log10_nfa):
-            raise ValueError("GatingConfig.max_log10_nfa must not be NaN")
 
 
 @dataclass(frozen=True)
@@ -295,7 +374,7 @@ class PatchReuseConfig:
     With half-extent ``h`` (metres, half the shorter patch side), prior offset ``d`` from the
     patch centre (metres, in the patch's tangent plane) and the prior's largest horizontal
     standard deviation ``sigma`` (metres), the patch is reused when all hold:
-    ``|d| <= max_offset_fraction * h``; ``max(|d_east|, |d_north|) + coverage_sigma * sigma
+    ``|d| <= max_offset_fraction * h``; ``max(|d_east|, |d_north|) + coverage_n_sigma * sigma
     <= h``; it is younger than ``max_age_s``. A reused patch therefore still reaches at least
     ``(1 - max_offset_fraction) * h`` from the prior in every direction: size the patch
     (``patch.patch_size_px``) for the camera footprint plus the prior's uncertainty with that
@@ -305,7 +384,7 @@ class PatchReuseConfig:
         max_offset_fraction: largest distance between the prior and the centre of a reused
             patch, as a fraction of the patch half-extent (0 = a new patch at every prior, the
             behaviour without reuse).
-        coverage_sigma: the disc of this many standard deviations around the prior must lie
+        coverage_n_sigma: the disc of this many standard deviations around the prior must lie
             inside a reused patch.
         max_age_s: a patch is rebuilt when it is older than this (image stamps), seconds, so
             that tiles that arrived late (network sources) or a refreshed cache are picked up;
@@ -313,14 +392,14 @@ class PatchReuseConfig:
     """
 
     max_offset_fraction: float = 0.25
-    coverage_sigma: float = 3.0
+    coverage_n_sigma: float = 3.0
     max_age_s: float = 5.0
 
     def __post_init__(self) -> None:
         f = _finite(self, "max_offset_fraction")
         if not 0.0 <= f < 1.0:
             raise ValueError(f"PatchReuseConfig.max_offset_fraction must be in [0, 1), got {f}")
-        _non_negative(self, "coverage_sigma")
+        _non_negative(self, "coverage_n_sigma")
         _positive(self, "max_age_s")
 
     @property
@@ -342,11 +421,10 @@ class ViewConfig:
     own configuration is used.
 
     Attributes:
-        adaptive: choose patch resolution, patch size and camera view per frame; False keeps
-            the patch source's fixed patch and the camera image as it is.
+        adaptive: parameter ``view.adaptive``.
         max_map_upsample: the patch is never finer than the map's native resolution divided
             by this (interpolating a map further adds no detail, only pixels).
-        coverage_sigma: the patch covers the camera footprint plus this many standard
+        coverage_n_sigma: the patch covers the camera footprint plus this many standard
             deviations of the GNSS prior.
         patch_margin_m: extra patch half-extent, metres.
         min_patch_size_px: smallest patch edge, pixels.
@@ -365,9 +443,17 @@ class ViewConfig:
             matchers always see the rotated view.
     """
 
-    adaptive: bool = False
+    adaptive: bool = param(
+        False,
+        description="""down-looking cameras: read each aerial patch at the camera's ground
+            sampling distance (never finer than the map allows), sized to the camera
+            footprint plus the prior's uncertainty, and match the camera image resampled to it
+            (north-up with a yaw prior). Needs the camera height (height.ground_elevation_m,
+            or the depth provider). False: the fixed patch (patch.*) and the image as it is.""",
+        runtime=True,
+    )
     max_map_upsample: float = 2.0
-    coverage_sigma: float = 3.0
+    coverage_n_sigma: float = 3.0
     patch_margin_m: float = 5.0
     min_patch_size_px: int = 128
     max_patch_size_px: int = 1024
@@ -382,7 +468,7 @@ class ViewConfig:
                 raise ValueError(f"ViewConfig.{name} must be a bool")
         if _finite(self, "max_map_upsample") < 1.0:
             raise ValueError("ViewConfig.max_map_upsample must be >= 1")
-        _non_negative(self, "coverage_sigma")
+        _non_negative(self, "coverage_n_sigma")
         _non_negative(self, "patch_margin_m")
         _int_at_least(self, "min_patch_size_px", 16)
         _int_at_least(self, "max_patch_size_px", self.min_patch_size_px)
@@ -404,30 +490,45 @@ class HeightConfig:
     above it, so the fitted scale is known to within the altitude error and the relief.
 
     Attributes:
-        ground_elevation_m: terrain elevation under the vehicle, metres, in the fix altitude's
-            datum (NavSatFix: WGS84 ellipsoid); NaN = unknown (no height from the fix).
-        altitude_sigma_m: 1-sigma error of the fix altitude minus the elevation, metres.
-        surface_relief_m: height of the highest surfaces the matches may lie on above the
-            ground (trees, roofs), metres: points on them are nearer to the camera, which
-            lowers the apparent scale.
-        scale_gate_sigma: hypotheses and poses whose scale is more than this many altitude
+        ground_elevation_m: parameter ``height.ground_elevation_m``.
+        altitude_sigma_m: parameter ``height.altitude_sigma_m``.
+        surface_relief_m: parameter ``height.surface_relief_m``.
+        scale_gate_n_sigma: hypotheses and poses whose scale is more than this many altitude
             sigmas outside the range the height and relief allow are rejected.
         min_height_m: a height below this is treated as unknown (vehicle on the ground, fix
             altitude unusable), metres.
     """
 
-    ground_elevation_m: float = math.nan
-    altitude_sigma_m: float = 3.0
-    surface_relief_m: float = 10.0
-    scale_gate_sigma: float = 3.0
+    ground_elevation_m: float = param(
+        math.nan,
+        description="""terrain elevation under the vehicle, metres, in the fix altitude's
+            datum (NavSatFix: WGS84 ellipsoid): camera height = fix altitude - this. It sets
+            the matching resolution (view.adaptive) and bounds the similarity scale. NaN =
+            unknown (no height from the fix).""",
+        range=(-1000.0, 10000.0),
+        runtime=True,
+    )
+    altitude_sigma_m: float = param(
+        3.0,
+        description="""1-sigma error of the fix altitude minus the elevation, metres
+            (consumer GNSS: 2-5; barometric altitude: about 1).""",
+        range=(0.01, 1000.0),
+        runtime=True,
+    )
+    surface_relief_m: float = param(
+        10.0,
+        description="""height above the ground of the highest surfaces matches may lie on
+            (trees, roofs), metres: points on them are nearer to the camera, which lowers the
+            apparent scale.""",
+        range=(0.0, 1000.0),
+        runtime=True,
+    )
+    scale_gate_n_sigma: float = 3.0
     min_height_m: float = 2.0
 
     def __post_init__(self) -> None:
-        if not (math.isnan(self.ground_elevation_m) or math.isfinite(self.ground_elevation_m)):
-            raise ValueError("HeightConfig.ground_elevation_m must be finite or NaN")
-        _positive(self, "altitude_sigma_m")
-        _non_negative(self, "surface_relief_m")
-        _positive(self, "scale_gate_sigma")
+        check_ranges(self)
+        _positive(self, "scale_gate_n_sigma")
         _positive(self, "min_height_m")
 
     @property

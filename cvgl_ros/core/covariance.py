@@ -16,13 +16,13 @@ The least-squares covariance shrinks as ``1 / n``: it assumes independent residu
 every inlier shares do not average down and are invisible in the residuals, so four physical
 terms are added to it (all in :class:`~cvgl_ros.core.config.CovarianceConfig`):
 
-* **aerial keypoint floor** ``aerial_px_sigma`` (aerial pixels) times the patch resolution
+* **aerial keypoint floor** ``aerial_sigma_px`` (aerial pixels) times the patch resolution
   ``m_per_px``: the error a keypoint detector / matcher / resampling chain makes *consistently*
   on a patch (sub-pixel detector bias, pixel-centre conventions, interpolation), about 0.1-0.3
   px even for good detectors. It enters as the covariance of a fit whose points all carry this
-  noise but count as one observation: ``(aerial_px_sigma * m_per_px)² · n_eff · H⁻¹MH⁻¹`` with
+  noise but count as one observation: ``(aerial_sigma_px * m_per_px)² · n_eff · H⁻¹MH⁻¹`` with
   ``n_eff = (Σw)² / Σw²`` -- for camera-centred (nadir) points a position sigma of exactly
-  ``aerial_px_sigma * m_per_px`` and a yaw sigma of that over the footprint's radius; for
+  ``aerial_sigma_px * m_per_px`` and a yaw sigma of that over the footprint's radius; for
   points ahead of a forward camera the lever arm and the position/yaw correlation follow from
   the same Jacobian;
 * **map georeferencing** ``map_georef_sigma_m`` on east and north: the orthophoto's absolute
@@ -132,7 +132,7 @@ def pose_covariance(
         inlier_ratio: inliers / correspondences, for the inflation.
         config: calibration constants.
         aerial_m_per_px: resolution of the aerial patch the targets were measured in, metres
-            per pixel, for the keypoint floor ``config.aerial_px_sigma``. None means the
+            per pixel, for the keypoint floor ``config.aerial_sigma_px``. None means the
             targets are not measurements in a map image (simulated or exact points): the map
             terms (keypoint floor and ``config.map_georef_sigma_m``) are then left out; the
             Localizer always passes its patch's resolution.
@@ -192,7 +192,7 @@ def pose_covariance(
     if aerial_m_per_px is not None:
         # Shared keypoint error: the fit's covariance as if the inliers were one observation.
         n_eff = float(np.sum(w)) ** 2 / float(np.sum(w * w))
-        floor += (cfg.aerial_px_sigma * float(aerial_m_per_px)) ** 2 * n_eff * unit3
+        floor += (cfg.aerial_sigma_px * float(aerial_m_per_px)) ** 2 * n_eff * unit3
         position_var_m2 += cfg.map_georef_sigma_m**2
     position_var_m2 += attitude_position_var_m2(inlier_range_m, cfg)
     floor[0, 0] += position_var_m2

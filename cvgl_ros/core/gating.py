@@ -24,12 +24,12 @@ class GateResult:
     Attributes:
         status: ``OK`` or the first failing gate.
         reasons: one human-readable reason per failing gate (empty when OK).
-        prior_distance_sigma: Mahalanobis distance of the position from the GNSS prior.
+        prior_distance_n_sigma: Mahalanobis distance of the position from the GNSS prior.
     """
 
     status: PoseStatus
     reasons: tuple[str, ...]
-    prior_distance_sigma: float
+    prior_distance_n_sigma: float
 
     @property
     def ok(self) -> bool:
@@ -163,24 +163,24 @@ def gate_pose(
             dist = math.sqrt(max(float(d @ np.linalg.solve(combined, d)), 0.0))
         except np.linalg.LinAlgError:
             dist = math.inf
-    if not dist <= config.prior_gate_sigma:
+    if not dist <= config.prior_gate_n_sigma:
         reasons.append(
             (
                 PoseStatus.OUTSIDE_PRIOR,
-                f"position {dist:.2f} sigma from the GNSS prior > prior_gate_sigma "
-                f"{config.prior_gate_sigma}",
+                f"position {dist:.2f} sigma from the GNSS prior > prior_gate_n_sigma "
+                f"{config.prior_gate_n_sigma}",
             )
         )
     if yaw_prior_rad is not None and yaw_rad is not None:
         sigma_prior = 0.0 if yaw_prior_sigma_rad is None else float(yaw_prior_sigma_rad)
         sigma = math.sqrt(sigma_prior**2 + max(float(cov[2, 2]), 0.0))
         dyaw = abs(float(wrap_angle_rad(yaw_rad - yaw_prior_rad)))
-        if sigma <= 0.0 or not dyaw <= config.prior_gate_sigma * sigma:
+        if sigma <= 0.0 or not dyaw <= config.prior_gate_n_sigma * sigma:
             reasons.append(
                 (
                     PoseStatus.OUTSIDE_PRIOR,
                     f"yaw {math.degrees(dyaw):.1f} deg from the yaw prior > "
-                    f"{config.prior_gate_sigma} sigma ({math.degrees(sigma):.1f} deg)",
+                    f"{config.prior_gate_n_sigma} sigma ({math.degrees(sigma):.1f} deg)",
                 )
             )
     if not cov_ok:

@@ -177,11 +177,11 @@ def solve_patch_pose(
         yaw_tolerance_rad=(
             math.pi
             if yaw_sigma is None
-            else min(math.pi, max(rc.yaw_prior_gate_sigma * yaw_sigma, 1e-6))
+            else min(math.pi, max(rc.yaw_prior_gate_n_sigma * yaw_sigma, 1e-6))
         ),
         position_en_m=prior_en,
         position_cov_m2=gate_cov,
-        position_gate_sigma=rc.position_prior_gate_sigma,
+        position_gate_n_sigma=rc.position_prior_gate_n_sigma,
     )
     result = ransac_similarity(points_g, aerial_en_m, weights, rc, priors)
     inl = result.inlier_mask
@@ -245,7 +245,7 @@ def scale_bounds_for(
     elevation, :class:`~cvgl_ros.core.config.HeightConfig`), the lifted points should lie
     between the ground and ``surface_relief_m`` above it, while in depth units they lie a
     median ``m = median(-heights_m)`` below the camera; so the scale is within
-    ``[(h - relief - k sigma) / m, (h + k sigma) / m]`` (``k = scale_gate_sigma``, ``sigma =
+    ``[(h - relief - k sigma) / m, (h + k sigma) / m]`` (``k = scale_gate_n_sigma``, ``sigma =
     altitude_sigma_m``). Without a height but with a metric depth of relative scale error
     ``sigma_s`` it is within ``[1 / (1 + k sigma_s), 1 + k sigma_s]``. The result is
     intersected with the gating configuration's ``scale_min``/``scale_max``.
@@ -262,7 +262,7 @@ def scale_bounds_for(
         alone then bound the scale).
     """
     hc, gc = config.height, config.gating
-    k = hc.scale_gate_sigma
+    k = hc.scale_gate_n_sigma
     bounds: tuple[float, float] | None = None
     below = -np.asarray(heights_m, dtype=np.float64).reshape(-1)
     below = below[np.isfinite(below) & (below > 0.0)]
@@ -380,7 +380,7 @@ class Localizer:
             return None
         cov = 0.5 * (prior.cov_en_m2 + prior.cov_en_m2.T)
         sigma_m = math.sqrt(max(float(np.linalg.eigvalsh(cov)[-1]), 0.0))
-        if max(abs(d_e), abs(d_n)) + reuse.coverage_sigma * sigma_m > half_m:
+        if max(abs(d_e), abs(d_n)) + reuse.coverage_n_sigma * sigma_m > half_m:
             return None
         return patch, enu
 

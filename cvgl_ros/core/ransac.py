@@ -52,7 +52,7 @@ class HypothesisPriors:
         yaw_tolerance_rad: allowed |yaw - yaw_rad|, radians.
         position_en_m: (2,) float64 prior position in the target frame, metres, or None.
         position_cov_m2: (2, 2) float64 covariance of ``position_en_m``, m².
-        position_gate_sigma: allowed Mahalanobis distance from ``position_en_m``.
+        position_gate_n_sigma: allowed Mahalanobis distance from ``position_en_m``.
     """
 
     scale_min: float | None = None
@@ -61,7 +61,7 @@ class HypothesisPriors:
     yaw_tolerance_rad: float = math.pi
     position_en_m: FloatArray | None = None
     position_cov_m2: FloatArray | None = None
-    position_gate_sigma: float = 5.0
+    position_gate_n_sigma: float = 5.0
     _position_info: FloatArray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -71,8 +71,8 @@ class HypothesisPriors:
                 raise InvalidInputError(f"HypothesisPriors.{name} must be finite")
         if not (math.isfinite(self.yaw_tolerance_rad) and self.yaw_tolerance_rad > 0.0):
             raise InvalidInputError("HypothesisPriors.yaw_tolerance_rad must be > 0")
-        if not (math.isfinite(self.position_gate_sigma) and self.position_gate_sigma > 0.0):
-            raise InvalidInputError("HypothesisPriors.position_gate_sigma must be > 0")
+        if not (math.isfinite(self.position_gate_n_sigma) and self.position_gate_n_sigma > 0.0):
+            raise InvalidInputError("HypothesisPriors.position_gate_n_sigma must be > 0")
         if (self.position_en_m is None) != (self.position_cov_m2 is None):
             raise InvalidInputError("position_en_m and position_cov_m2 go together")
         if self.position_en_m is not None and self.position_cov_m2 is not None:
@@ -111,7 +111,7 @@ class HypothesisPriors:
             de = t.real - self.position_en_m[0]
             dn = t.imag - self.position_en_m[1]
             d2 = info[0, 0] * de * de + 2.0 * info[0, 1] * de * dn + info[1, 1] * dn * dn
-            ok &= d2 <= self.position_gate_sigma**2
+            ok &= d2 <= self.position_gate_n_sigma**2
         return np.asarray(ok, dtype=np.bool_)
 
 
@@ -604,7 +604,7 @@ def _kernel_params(cfg: RansacConfig, priors: HypothesisPriors) -> tuple[FloatAr
             0.0 if info is None else info[0, 0],
             0.0 if info is None else info[0, 1],
             0.0 if info is None else info[1, 1],
-            priors.position_gate_sigma**2,
+            priors.position_gate_n_sigma**2,
         ]
     )
     flags = np.array(

@@ -12,7 +12,7 @@ the ground at about the same scale, and every resampling to a coarser grid throw
   kept) and leaves the camera image at full resolution; when the camera is coarser, the map is
   read at the camera's GSD (area-averaged: what the camera cannot resolve cannot match) -- in
   both cases nothing that both images show is thrown away;
-- the **patch**: north-up at that GSD, covering the camera footprint plus ``coverage_sigma``
+- the **patch**: north-up at that GSD, covering the camera footprint plus ``coverage_n_sigma``
   standard deviations of the GNSS prior;
 - the **view** of the camera image handed to the matcher (:class:`MatchView`): scaled to the
   matching GSD and, with a yaw prior, rotated so that north is up. Features that are not
@@ -254,7 +254,7 @@ def plan_view(
     if not (math.isfinite(native) and native > 0.0):
         raise InvalidInputError(f"native_m_per_px must be > 0, got {native_m_per_px}")
     sigma = max(float(prior_sigma_m), 0.0) if math.isfinite(prior_sigma_m) else 0.0
-    half_m = radius_m + config.coverage_sigma * sigma + config.patch_margin_m
+    half_m = radius_m + config.coverage_n_sigma * sigma + config.patch_margin_m
     width = float(camera.width_px)
     height = float(camera.height_px)  # plan_view only runs when the geometry exists (pinhole)
     gsd = max(

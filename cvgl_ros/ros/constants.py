@@ -1,8 +1,9 @@
 """Topic names, frame ids and fixed numbers of the ROS interface, in one place.
 
-Input topic names are parameters (these are their defaults) and resolve relative to the node's
-namespace, so ``--ros-args -r`` remapping and launch-file remaps work as usual. Output topics are
-private (``~/``) except ``/diagnostics``, which is global by convention.
+Input topic names are fixed and relative, so they resolve in the node's namespace; point them at
+other topics by remapping (``--ros-args -r camera/image_raw:=/cam/image``, launch-file
+``remappings``), not by parameters. Output topics are private (``~/``) except ``/diagnostics``,
+which is global by convention.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 NODE_NAME = "cvgl_node"
 """Default node name; parameter files key their ``ros__parameters`` under it."""
 
-# Default input topics (parameters ``image_topic`` etc.).
-DEFAULT_IMAGE_TOPIC = "camera/image_raw"
-DEFAULT_CAMERA_INFO_TOPIC = "camera/camera_info"
-DEFAULT_FIX_TOPIC = "gnss/fix"
-DEFAULT_IMU_TOPIC = "imu/data"
+# Input topics (relative; remap them).
+IMAGE_TOPIC = "camera/image_raw"
+CAMERA_INFO_TOPIC = "camera/camera_info"
+FIX_TOPIC = "gnss/fix"
+IMU_TOPIC = "imu/data"
+INPUT_TOPICS: tuple[str, ...] = (IMAGE_TOPIC, CAMERA_INFO_TOPIC, FIX_TOPIC, IMU_TOPIC)
 COMPRESSED_SUFFIX = "/compressed"
 """image_transport convention: the compressed stream of ``T`` is published on ``T/compressed``."""
 

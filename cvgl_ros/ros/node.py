@@ -4,12 +4,13 @@ Subscriptions only store messages (the newest image waits in a one-slot buffer; 
 replaces a waiting one is counted as dropped); one worker thread localizes the newest image and
 publishes. No geometry lives here.
 
-Topics (input names are parameters, relative to the namespace; remap as usual):
+Topics (fixed input names, relative to the namespace: remap them, e.g.
+``--ros-args -r camera/image_raw:=/cam/image``):
 
-- in: ``image_topic`` (``sensor_msgs/Image``, or ``<image_topic>/compressed`` with
+- in: ``camera/image_raw`` (``sensor_msgs/Image``, or ``camera/image_raw/compressed`` with
   ``image_transport: compressed``; keep-last 5, reliability per ``image_qos``: by default
-  reliable while every publisher offers it, else best effort), ``camera_info_topic``,
-  ``fix_topic`` (or gpsd), ``imu_topic`` (with ``use_imu``); sensor-data QoS.
+  reliable while every publisher offers it, else best effort), ``camera/camera_info``,
+  ``gnss/fix`` (or gpsd), ``imu/data`` (with ``use_imu``); sensor-data QoS.
 - out: ``~/pose`` (``geometry_msgs/PoseWithCovarianceStamped``: ``base_frame``'s pose in
   ``map_frame``, stamped with the image stamp), ``~/fix`` (``sensor_msgs/NavSatFix`` of
   ``base_frame``), ``/diagnostics``, ``~/debug/overlay`` (with ``publish_overlay``).
@@ -52,7 +53,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix
 try:  # Iron and newer
     from rclpy.event_handler import SubscriptionEventCallbacks
 except ImportError:  # Humble: the same class lives in rclpy.qos_event
-    from rclpy.qos_event import SubscriptionEventCallbacks  # type: ignore[no-redef]
+    from rclpy.qos_event import SubscriptionEventCallbacks  # type: ignore[no-redef, unused-ignore]
 from cvgl_ros.ros import constants as const
 from cvgl_ros.ros import convert, diagnostics
 from cvgl_ros.ros.errors import ParameterError
@@ -62,6 +63,7 @@ from cvgl_ros.ros.params import (
     ParamSpec,
     check_value,
     configs_from_params,
+    declared_names,
     descriptor_fields,
 )
 from cvgl_ros.ros.pipeline import FrameResult, Pipeline
@@ -102,13 +104,13 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     if spec.choices:
         desc.additional_constraints = f"one of: {', '.join(spec.choices)}"
     if spec.min_value is not None and spec.max_value is not None:
-        if spec.kind == "float":
+        if spec.kind == "float" and not spec.nan_unset:  # rclpy would refuse NaN
             desc.floating_point_range = [
                 FloatingPointRange(
                     from_value=float(spec.min_value), to_value=float(spec.max_value), step=0.0
                 )
             ]
-        elif spec.kind == "int" and not spec.optional:
+        elif spec.kind == "int":
             desc.integer_range = [
                 IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value), step=0)
             ]
@@ -157,6 +159,7 @@ class CvglNode(Node):
         self._emulate_post_set = False
 
         self._image_topic = ""
+        self._declared: frozenset[str] = frozenset()
         self._image_cls: Any = Image
         self._image_sub: Any = None
         self._image_reliability = ReliabilityPolicy.BEST_EFFORT
@@ -201,7 +204,7 @@ class CvglNode(Node):
         gnss = (
             f"gpsd {s.gpsd_host}:{s.gpsd_port}"
             if s.gnss_source == "gpsd"
-            else f"'{self.resolve_topic_name(s.fix_topic)}'"
+            else f"'{self.resolve_topic_name(const.FIX_TOPIC)}'"
         )
         source = configs.tiles.source if configs.tiles is not None else "(injected)"
         self.get_logger().info(
@@ -217,35 +220,47 @@ class CvglNode(Node):
     # ------------------------------------------------------------------ parameters
 
     def _declare_and_validate(self) -> NodeConfigs:
+        """Declare the parameters of the selected kinds, then validate them into configs.
+
+        Overrides for undeclared names (typos) or for a kind that is not selected stop the
+        start-up with the parameter's name.
+        """
         overrides: dict[str, Parameter[Any]] = getattr(self, "_parameter_overrides", {})
         builtin = set(self._parameters)  # use_sim_time etc., declared by rclpy itself
-        unknown = sorted(
-            n
-            for n in overrides
-            if n not in PARAMETERS and n not in builtin and not n.startswith("qos_overrides.")
-        )
+        ours = {
+            n: p
+            for n, p in overrides.items()
+            if n not in builtin and not n.startswith("qos_overrides.")
+        }
+        unknown = sorted(n for n in ours if n not in PARAMETERS)
         if unknown:
             hints = []
             for name in unknown:
                 try:
-                    configs_from_params({name: overrides[name].value})
+                    configs_from_params({name: ours[name].value})
                 except ParameterError as exc:
                     hints.append(str(exc))
             raise StartupError("undeclared parameter(s) rejected: " + "; ".join(hints))
         # YAML writes 5 for 5.0: accept integers for double parameters instead of failing.
-        for name, param in list(overrides.items()):
-            spec = PARAMETERS.get(name)
-            if spec is None:
-                continue
+        for name, param in ours.items():
+            spec = PARAMETERS[name]
             value = param.value
             if spec.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
                 overrides[name] = Parameter(name, value=float(value))
             elif spec.kind == "float_array" and isinstance(value, list | tuple):
                 overrides[name] = Parameter(name, value=[float(v) for v in value])
+        values = {name: overrides[name].value for name in ours}
+        try:
+            configs_from_params(values)  # types, ranges, kinds, presets: before declaring
+            self._declared = frozenset(declared_names(values))
+        except ParameterError as exc:
+            raise StartupError(str(exc)) from exc
         declarations = []
         for spec in PARAMETERS.values():
+            if spec.name not in self._declared:
+                continue
             default = spec.default
-            if default is None or (spec.kind.endswith("_array") and not default):
+            if spec.kind.endswith("_array") and not default:
                 default = _PARAM_TYPES[spec.kind]  # typed, without a value
             declarations.append((spec.name, default, _descriptor(spec)))
         try:
@@ -259,7 +274,7 @@ class CvglNode(Node):
 
     def _current_values(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
-        for name in PARAMETERS:
+        for name in self._declared:
             param = self._parameters.get(name)
             value = None if param is None else param.value
             if value is None:
@@ -270,7 +285,7 @@ class CvglNode(Node):
     def _on_set_parameters(self, params: Sequence[Parameter[Any]]) -> SetParametersResult:
         values = self._current_values()
         for p in params:
-            spec = PARAMETERS.get(p.name)
+            spec = PARAMETERS.get(p.name) if p.name in self._declared else None
             if spec is None:
                 if p.name in ("use_sim_time",) or p.name.startswith("qos_overrides."):
                     continue
@@ -295,7 +310,7 @@ class CvglNode(Node):
 
     def _after_set_parameters(self, params: Sequence[Parameter[Any]]) -> None:
         """Apply the stored parameter values (called once a set succeeded)."""
-        names = [p.name for p in params if p.name in PARAMETERS]
+        names = [p.name for p in params if p.name in self._declared]
         if not names or not hasattr(self, "_pipeline"):
             return  # use_sim_time, QoS overrides, or a set during construction
         try:
@@ -329,7 +344,7 @@ class CvglNode(Node):
     def _make_io(self, configs: NodeConfigs) -> None:
         s = configs.node
         sensor_qos = qos_profile_sensor_data
-        self._image_topic = self.resolve_topic_name(s.image_topic)
+        self._image_topic = self.resolve_topic_name(const.IMAGE_TOPIC)
         if s.image_transport == "compressed":
             self._image_topic += const.COMPRESSED_SUFFIX
             self._image_cls = CompressedImage
@@ -344,10 +359,10 @@ class CvglNode(Node):
             self.create_timer(_QOS_POLL_S, self._follow_publisher_qos)
         if s.camera_model == "pinhole":
             self.create_subscription(
-                CameraInfo, s.camera_info_topic, self._on_camera_info, sensor_qos
+                CameraInfo, const.CAMERA_INFO_TOPIC, self._on_camera_info, sensor_qos
             )
         if s.gnss_source == "topic":
-            self.create_subscription(NavSatFix, s.fix_topic, self._on_fix, sensor_qos)
+            self.create_subscription(NavSatFix, const.FIX_TOPIC, self._on_fix, sensor_qos)
         else:
             self._start_gpsd(configs)
         if s.use_imu:
@@ -357,7 +372,7 @@ class CvglNode(Node):
                 reliability=ReliabilityPolicy.BEST_EFFORT,
                 durability=DurabilityPolicy.VOLATILE,
             )
-            self.create_subscription(Imu, s.imu_topic, self._on_imu, imu_qos)
+            self.create_subscription(Imu, const.IMU_TOPIC, self._on_imu, imu_qos)
         out_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._pose_pub = self.create_publisher(
             PoseWithCovarianceStamped, const.POSE_TOPIC, out_qos

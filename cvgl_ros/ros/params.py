@@ -1,36 +1,30 @@
-"""The node's parameter table and its validation into the frozen component configs.
+"""The node's parameters: derived from the marked config fields, validated into the configs.
 
-One table, :data:`PARAMETERS`, drives everything: the node declares each entry with a
-``ParameterDescriptor`` (description, range, read-only flag), the static test checks every
-config file against it, and :func:`configs_from_params` turns a flat ``name -> value`` mapping
-into the frozen dataclass configs of the components, raising :class:`ParameterError` naming the
-offending parameter.
+A config field is a parameter of ``cvgl_node`` only when its dataclass declares it with
+:func:`~cvgl_ros.core.schema.param` (description, range, run-time flag, the kind it belongs to):
+that marker is the one source of truth. :data:`PARAMETERS` collects them under the sections
+below; the node declares, for the selected kinds only (:func:`declared_names`), each with a
+``ParameterDescriptor``; :func:`configs_from_params` turns a flat ``name -> value`` mapping into
+the frozen component configs, raising :class:`ParameterError` naming the offending parameter;
+:func:`parameter_table_markdown` writes docs/NODE.md's parameter section
+(``cvgl-ros params --markdown``).
 
-The table is derived from the component config dataclasses themselves (field names, types,
-defaults and their ``Attributes:`` docstrings), so a field a component adds is a parameter the
-next day, with its documentation. Sections (dotted names, nested maps in YAML):
+========================= ============================================================
+prefix                    config (marked fields only)
+========================= ============================================================
+(none)                    :class:`NodeSettings` (camera, GNSS, IMU, frames, outputs)
+``lifting.`` ... ``height.`` the pose core's sections (:mod:`cvgl_ros.core.config`)
+``matcher.``              :class:`~cvgl_ros.models.config.MatcherConfig`; ``matcher.<kind>.*``
+                          only for the selected ``matcher.kind``
+``depth.``                :class:`~cvgl_ros.models.config.DepthConfig`; per ``depth.kind``
+``tiles.`` ``patch.``     :mod:`cvgl_ros.tiles.config`; the HTTP and WMS options and
+``cache.``                ``cache.*`` only for a ``tiles.source`` of that kind
+========================= ============================================================
 
-========== =========================================== ==================
-prefix     config                                      changeable at run
-========== =========================================== ==================
-(none)     :class:`NodeSettings` (topics, frames, ...)  some (see below)
-lifting.   :class:`~cvgl_ros.core.config.LiftingConfig`     yes
-ransac.    :class:`~cvgl_ros.core.config.RansacConfig`      yes
-covariance. :class:`~cvgl_ros.core.config.CovarianceConfig` yes
-gating.    :class:`~cvgl_ros.core.config.GatingConfig`      yes
-patch_reuse. :class:`~cvgl_ros.core.config.PatchReuseConfig` yes
-view.      :class:`~cvgl_ros.core.config.ViewConfig`        yes
-height.    :class:`~cvgl_ros.core.config.HeightConfig`      yes
-matcher.   :class:`~cvgl_ros.models.config.MatcherConfig`   no
-depth.     :class:`~cvgl_ros.models.config.DepthConfig`     no
-tiles.     :class:`~cvgl_ros.tiles.config.TileSourceConfig` no
-patch.     :class:`~cvgl_ros.tiles.config.PatchConfig`      no
-cache.     :class:`~cvgl_ros.tiles.config.CacheConfig`      no
-prefetch.  :class:`~cvgl_ros.tiles.config.PrefetchConfig`   no
-========== =========================================== ==================
-
-``None`` (an optional field left unset) is spelled as a sentinel, because ROS parameters have
-no null: NaN for floats, -1 for integers, ``""`` for strings and an empty/unset array.
+Internals (unmarked fields) are not parameters: they keep their defaults, or take the values of
+the named preset a section's ``preset`` parameter selects (``ransac.preset``,
+``matcher.classical.preset``; :class:`~cvgl_ros.core.schema.Presets`). Input topics are fixed
+relative names (:mod:`cvgl_ros.ros.constants`), changed by remapping, not by parameters.
 """
 
 from __future__ import annotations
@@ -39,9 +33,8 @@ import dataclasses
 import difflib
 import math
 import re
-import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -58,30 +51,41 @@ from cvgl_ros.core.config import (
     RansacConfig,
     ViewConfig,
 )
+from cvgl_ros.core.schema import (
+    OnlyFor,
+    Presets,
+    check_ranges,
+    param,
+    param_meta,
+    presets_of,
+    section_meta,
+)
 from cvgl_ros.models.config import DepthConfig, MatcherConfig
 from cvgl_ros.ros import constants as const
 from cvgl_ros.ros.errors import ParameterError, ParameterFileError
-from cvgl_ros.tiles.config import CacheConfig, PatchConfig, PrefetchConfig, TileSourceConfig
+from cvgl_ros.tiles.config import (
+    HTTP_SOURCE_KINDS,
+    CacheConfig,
+    PatchConfig,
+    PrefetchConfig,
+    TileSourceConfig,
+    source_kind,
+)
 
 ParamKind = Literal["bool", "int", "float", "str", "int_array", "float_array", "str_array"]
+
+_ANGLE_RAD = (-math.pi, math.pi)
+_LEVER_ARM_M = (-100.0, 100.0)
 
 
 @dataclass(frozen=True)
 class NodeSettings:
-    """Settings of the node itself (topics, frames, GNSS and IMU handling, outputs).
+    """Settings of the node itself (camera mount, GNSS and IMU handling, frames, outputs).
+
+    Marked fields are parameters without a prefix (their descriptions are in the markers);
+    the others are internals.
 
     Attributes:
-        image_topic: camera image topic (``sensor_msgs/Image``); with ``image_transport``
-            ``compressed`` the node subscribes to ``<image_topic>/compressed``.
-        image_transport: ``raw`` (sensor_msgs/Image) or ``compressed``
-            (sensor_msgs/CompressedImage, JPEG/PNG).
-        image_qos: reliability of the image subscription: ``auto`` (starts best effort, then
-            reliable while every publisher of the topic offers reliable, so that lost fragments
-            of large images are resent; best effort again as soon as a best-effort publisher
-            appears), ``best_effort`` (matches every publisher; a lost fragment loses the
-            image) or ``reliable`` (does not match best-effort publishers: no image arrives
-            from them, counted as ``image_qos_incompatible``). Keep-last 5, volatile.
-        camera_info_topic: ``sensor_msgs/CameraInfo`` topic of the camera.
         camera_info_allow_resize: accept images whose size differs from their CameraInfo's
             (after binning/ROI) by one factor in x and y, scaling the intrinsics (a stream
             resized downstream of an unchanged CameraInfo). Off: such images are refused with
@@ -91,49 +95,17 @@ class NodeSettings:
             from the centre of its declared image than this fraction of the width (height) is
             refused (``camera_info:principal_point``): its K was written for another image
             size. 0.5 only requires the principal point inside the image.
-        camera_model: ``pinhole`` (intrinsics from CameraInfo) or ``equirectangular`` (360
-            panorama; no CameraInfo needed).
-        camera_mount: ``nadir`` (optical axis down, image top = body forward) or ``forward``
-            (optical axis = body forward).
-        camera_roll_rad: camera roll on the body on top of the base mount, radians.
-        camera_pitch_rad: camera pitch on the body on top of the base mount, radians
-            (positive tilts a forward camera down).
-        camera_yaw_rad: camera yaw on the body on top of the base mount, radians.
-        camera_x_m: camera optical centre in ``base_link``, forward, metres (FLU). The pose
-            and fix are ``base_link``'s: the node removes this lever arm, turned by the yaw.
-        camera_y_m: camera optical centre in ``base_link``, left, metres (FLU).
-        camera_z_m: camera optical centre in ``base_link``, up, metres (FLU); matters when
-            the body tilts (IMU roll/pitch).
-        extrinsics_source: ``parameters`` (``camera_mount``, ``camera_*_rad``, ``camera_*_m``)
-            or ``tf`` (the transform ``base_frame`` <- camera frame from TF, replacing all of
-            them; needs tf2_ros, i.e. a ROS 2 install).
-        base_frame: the robot's body frame (REP-105): child of ``~/pose``, frame of ``~/fix``,
-            target of the TF lookup.
-        camera_frame: TF frame of the camera's optical frame (``extrinsics_source: tf``);
-            empty = each image's ``header.frame_id``.
-        gnss_source: ``topic`` (sensor_msgs/NavSatFix on ``fix_topic``) or ``gpsd``.
-        fix_topic: ``sensor_msgs/NavSatFix`` topic of the coarse GNSS prior.
-        gpsd_host: gpsd host (``gnss_source: gpsd``).
-        gpsd_port: gpsd TCP port.
         gpsd_poll_rate_hz: how often gpsd is polled for the current fix, Hz.
         gpsd_reconnect_max_s: longest wait between reconnection attempts (exponential backoff
             from 0.5 s), seconds.
         gpsd_timeout_s: longest wait for gpsd to accept the connection or answer, seconds;
             then the connection is dropped and retried.
-        fix_default_sigma_m: horizontal standard deviation assumed for a fix whose covariance
-            is unknown, metres.
         fix_min_sigma_m: floor of a fix's horizontal standard deviation, metres.
         fix_default_altitude_m: altitude published in ``~/fix`` when the GNSS prior has none
             (gpsd without a height above the ellipsoid, or a NavSatFix with NaN altitude), WGS84
             ellipsoidal metres, with a variance of 1e6 m^2 (unknown). The node does not measure
             altitude: with a known prior altitude it publishes that one and its variance.
-        max_fix_age_s: a GNSS prior farther than this from the image stamp is stale and no
-            pose is computed, seconds.
         fix_buffer_size: fixes kept for interpolation to image stamps.
-        use_imu: take roll/pitch from ``sensor_msgs/Imu`` instead of the static mount.
-        imu_topic: ``sensor_msgs/Imu`` topic.
-        use_imu_yaw: also use the IMU yaw (REP-145 ENU orientation) as a yaw prior.
-        imu_yaw_sigma_rad: yaw prior standard deviation when the IMU reports none, radians.
         max_imu_age_s: the orientation at an image stamp is interpolated (slerp) between the
             IMU samples just before and just after it, each of which must lie within this of
             the stamp, seconds; otherwise the frame falls back to the static mount with
@@ -144,130 +116,210 @@ class NodeSettings:
             mount, seconds.
         imu_buffer_size: IMU samples kept for interpolation to image stamps (400 = 2 s at
             200 Hz).
-        static_attitude_sigma_rad: roll/pitch uncertainty of the static mount, radians: with
-            ``use_imu`` on, a frame without a usable IMU orientation (missing, late, not
-            bracketing the image stamp) gets this as its ``covariance.attitude_sigma_rad``
-            (when larger), so that the covariance covers the unknown tilt, and is counted in
-            ``/diagnostics`` as ``imu_fallback.<reason>``. Set it to the platform's typical
-            tilt (a multirotor in cruise: 0.05-0.15; a gimbal-stabilised camera: 0.02).
-        map_frame: frame of ``~/pose`` (ENU).
-        map_origin_lat_deg: latitude of the map frame origin, degrees; NaN = the first good
-            fix (logged once).
-        map_origin_lon_deg: longitude of the map frame origin, degrees; NaN = the first fix.
         fix_frame_id: frame_id of ``~/fix``; empty = ``base_frame`` (the fix is the
             base's position).
-        tile_cache_path: tile cache database; empty = ``~/.cache/cvgl_ros/tiles.mbtiles``.
-        offline: never touch the network for tiles (cache and local files only).
-        publish_overlay: publish the ``~/debug/overlay`` image (costs CPU).
-        diagnostics_rate_hz: rate of ``/diagnostics``, Hz.
         no_pose_warn_s: diagnostics turn WARN when no pose was published for this long while
             images arrive, seconds.
     """
 
-    image_topic: str = const.DEFAULT_IMAGE_TOPIC
-    image_transport: Literal["raw", "compressed"] = "raw"
-    image_qos: Literal["auto", "best_effort", "reliable"] = "auto"
-    camera_info_topic: str = const.DEFAULT_CAMERA_INFO_TOPIC
+    image_transport: Literal["raw", "compressed"] = param(
+        "raw",
+        description=f"""raw (sensor_msgs/Image on {const.IMAGE_TOPIC}) or compressed
+            (sensor_msgs/CompressedImage, JPEG/PNG, on
+            {const.IMAGE_TOPIC}{const.COMPRESSED_SUFFIX}).""",
+    )
+    image_qos: Literal["auto", "best_effort", "reliable"] = param(
+        "auto",
+        description="""reliability of the image subscription: auto (best effort at first,
+            then reliable while every publisher of the topic offers reliable, so that lost
+            fragments of large images are resent; best effort again as soon as a best-effort
+            publisher appears), best_effort (matches every publisher; a lost fragment loses the
+            image) or reliable (does not match best-effort publishers: no image arrives from
+            them, counted as image_qos_incompatible). Keep-last 5, volatile.""",
+    )
     camera_info_allow_resize: bool = False
     max_principal_point_offset_fraction: float = 0.2
-    camera_model: Literal["pinhole", "equirectangular"] = "pinhole"
-    camera_mount: Literal["nadir", "forward"] = "nadir"
-    camera_roll_rad: float = 0.0
-    camera_pitch_rad: float = 0.0
-    camera_yaw_rad: float = 0.0
-    camera_x_m: float = 0.0
-    camera_y_m: float = 0.0
-    camera_z_m: float = 0.0
-    extrinsics_source: Literal["parameters", "tf"] = "parameters"
-    base_frame: str = const.DEFAULT_BASE_FRAME
-    camera_frame: str = ""
-    gnss_source: Literal["topic", "gpsd"] = "topic"
-    fix_topic: str = const.DEFAULT_FIX_TOPIC
-    gpsd_host: str = "127.0.0.1"
-    gpsd_port: int = 2947
+    camera_model: Literal["pinhole", "equirectangular"] = param(
+        "pinhole",
+        description="""pinhole (intrinsics from CameraInfo) or equirectangular (360 panorama;
+            no CameraInfo needed).""",
+    )
+    camera_mount: Literal["nadir", "forward"] = param(
+        "nadir",
+        description="""base camera orientation on the body: nadir (optical axis down, image
+            top = body forward) or forward (optical axis = body forward).""",
+    )
+    camera_roll_rad: float = param(
+        0.0, description="camera roll on top of camera_mount, radians.", range=_ANGLE_RAD
+    )
+    camera_pitch_rad: float = param(
+        0.0,
+        description="""camera pitch on top of camera_mount, radians (positive tilts a forward
+            camera down).""",
+        range=_ANGLE_RAD,
+    )
+    camera_yaw_rad: float = param(
+        0.0, description="camera yaw on top of camera_mount, radians.", range=_ANGLE_RAD
+    )
+    camera_x_m: float = param(
+        0.0,
+        description="""camera optical centre in base_frame, forward, metres (FLU). ~/pose and
+            ~/fix are base_frame's: the node removes this lever arm, turned by the yaw.""",
+        range=_LEVER_ARM_M,
+    )
+    camera_y_m: float = param(
+        0.0, description="camera optical centre in base_frame, left, metres.", range=_LEVER_ARM_M
+    )
+    camera_z_m: float = param(
+        0.0,
+        description="""camera optical centre in base_frame, up, metres (matters when the body
+            tilts: IMU roll/pitch).""",
+        range=_LEVER_ARM_M,
+    )
+    extrinsics_source: Literal["parameters", "tf"] = param(
+        "parameters",
+        description="""parameters (camera_mount, camera_*_rad, camera_*_m) or tf (the
+            transform base_frame <- camera frame from TF, replacing all of them; needs
+            tf2_ros, i.e. a ROS 2 install).""",
+    )
+    base_frame: str = param(
+        const.DEFAULT_BASE_FRAME,
+        description="""the robot's body frame (REP-105): child of ~/pose, frame of ~/fix,
+            target of the TF lookup.""",
+    )
+    camera_frame: str = param(
+        "",
+        description="""TF frame of the camera's optical frame; empty = each image's
+            header.frame_id.""",
+        only_for=("extrinsics_source", ("tf",)),
+    )
+    gnss_source: Literal["topic", "gpsd"] = param(
+        "topic",
+        description=f"""where the coarse GNSS prior comes from: topic (sensor_msgs/NavSatFix
+            on {const.FIX_TOPIC}) or gpsd (gpsd_host:gpsd_port).""",
+    )
+    gpsd_host: str = param(
+        "127.0.0.1", description="gpsd host.", only_for=("gnss_source", ("gpsd",))
+    )
+    gpsd_port: int = param(
+        2947,
+        description="gpsd TCP port.",
+        range=(1, 65535),
+        only_for=("gnss_source", ("gpsd",)),
+    )
     gpsd_poll_rate_hz: float = 5.0
     gpsd_reconnect_max_s: float = 10.0
     gpsd_timeout_s: float = 5.0
-    fix_default_sigma_m: float = 10.0
+    fix_default_sigma_m: float = param(
+        10.0,
+        description="""horizontal standard deviation assumed for a fix whose covariance is
+            unknown (or for gpsd without error estimates), metres.""",
+        range=(0.01, 10000.0),
+        runtime=True,
+    )
     fix_min_sigma_m: float = 0.5
     fix_default_altitude_m: float = 0.0
-    max_fix_age_s: float = 2.0
+    max_fix_age_s: float = param(
+        2.0,
+        description="""a GNSS prior farther than this from the image stamp is stale and no
+            pose is computed, seconds.""",
+        range=(0.01, 3600.0),
+        runtime=True,
+    )
     fix_buffer_size: int = 32
-    use_imu: bool = False
-    imu_topic: str = const.DEFAULT_IMU_TOPIC
-    use_imu_yaw: bool = False
-    imu_yaw_sigma_rad: float = 0.3
+    use_imu: bool = param(
+        False,
+        description=f"""take roll/pitch from sensor_msgs/Imu on {const.IMU_TOPIC} (slerped to
+            each image stamp) instead of the static mount.""",
+    )
+    use_imu_yaw: bool = param(
+        False,
+        description="also use the IMU yaw (REP-145 ENU orientation) as a yaw prior.",
+        runtime=True,
+    )
+    imu_yaw_sigma_rad: float = param(
+        0.3,
+        description="yaw prior standard deviation when the IMU reports none, radians.",
+        range=(0.001, 10.0),
+        runtime=True,
+    )
     max_imu_age_s: float = 0.5
     imu_max_extrapolation_s: float = 0.02
     imu_buffer_size: int = 400
-    static_attitude_sigma_rad: float = 0.05
-    map_frame: str = const.DEFAULT_MAP_FRAME
-    map_origin_lat_deg: float = math.nan
-    map_origin_lon_deg: float = math.nan
+    static_attitude_sigma_rad: float = param(
+        0.05,
+        description="""roll/pitch uncertainty of the static mount, radians: with use_imu, a
+            frame without a usable IMU orientation (missing, late, not bracketing the image
+            stamp) gets this as its covariance.attitude_sigma_rad (when larger), and is counted
+            in /diagnostics as imu_fallback.<reason>. The platform's typical tilt (a
+            multirotor in cruise: 0.05-0.15; a gimbal-stabilised camera: 0.02).""",
+        range=(0.0, 1.5),
+        runtime=True,
+    )
+    map_frame: str = param(const.DEFAULT_MAP_FRAME, description="frame of ~/pose (ENU).")
+    map_origin_lat_deg: float = param(
+        math.nan,
+        description="""latitude of the map frame origin, degrees; NaN = the first good fix
+            (logged once).""",
+        range=(-90.0, 90.0),
+    )
+    map_origin_lon_deg: float = param(
+        math.nan,
+        description="longitude of the map frame origin, degrees; NaN = the first good fix.",
+        range=(-180.0, 180.0),
+    )
     fix_frame_id: str = ""
-    tile_cache_path: str = ""
-    offline: bool = False
-    publish_overlay: bool = False
-    diagnostics_rate_hz: float = 1.0
+    tile_cache_path: str = param(
+        "",
+        description="""tile cache database of network sources; empty =
+            ~/.cache/cvgl_ros/tiles.mbtiles.""",
+    )
+    offline: bool = param(
+        False,
+        description="""never touch the network for tiles: the tile cache and local files only
+            (fill the cache first: cvgl-ros prefetch).""",
+    )
+    publish_overlay: bool = param(
+        False, description="publish the ~/debug/overlay image (costs CPU).", runtime=True
+    )
+    diagnostics_rate_hz: float = param(
+        1.0, description="rate of /diagnostics, Hz.", range=(0.1, 100.0)
+    )
     no_pose_warn_s: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in (
-            "image_topic",
-            "camera_info_topic",
-            "fix_topic",
-            "imu_topic",
-            "map_frame",
-            "base_frame",
-        ):
+        check_ranges(self)
+        for name in ("map_frame", "base_frame"):
             if not str(getattr(self, name)).strip():
                 raise ValueError(f"{name} must not be empty")
         for name in (
-            "camera_roll_rad",
-            "camera_pitch_rad",
-            "camera_yaw_rad",
-            "camera_x_m",
-            "camera_y_m",
-            "camera_z_m",
-            "fix_default_altitude_m",
-        ):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be finite")
-        for name in (
-            "fix_default_sigma_m",
             "fix_min_sigma_m",
-            "max_fix_age_s",
-            "imu_yaw_sigma_rad",
-            "max_imu_age_s",
             "gpsd_poll_rate_hz",
             "gpsd_reconnect_max_s",
             "gpsd_timeout_s",
-            "diagnostics_rate_hz",
+            "max_imu_age_s",
             "no_pose_warn_s",
         ):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0.0):
                 raise ValueError(f"{name} must be > 0, got {v}")
-        if not 1 <= self.gpsd_port <= 65535:
-            raise ValueError(f"gpsd_port must be in [1, 65535], got {self.gpsd_port}")
+        if not math.isfinite(self.fix_default_altitude_m):
+            raise ValueError("fix_default_altitude_m must be finite")
         if self.fix_buffer_size < 2:
             raise ValueError(f"fix_buffer_size must be >= 2, got {self.fix_buffer_size}")
         if self.imu_buffer_size < 2:
             raise ValueError(f"imu_buffer_size must be >= 2, got {self.imu_buffer_size}")
-        for name in ("imu_max_extrapolation_s", "static_attitude_sigma_rad"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0.0):
-                raise ValueError(f"{name} must be >= 0, got {v}")
+        if not (math.isfinite(self.imu_max_extrapolation_s) and self.imu_max_extrapolation_s >= 0):
+            raise ValueError(
+                f"imu_max_extrapolation_s must be >= 0, got {self.imu_max_extrapolation_s}"
+            )
         if not 0.0 < self.max_principal_point_offset_fraction <= 0.5:
             raise ValueError(
                 "max_principal_point_offset_fraction must be in (0, 0.5], got "
                 f"{self.max_principal_point_offset_fraction}"
             )
-        lat, lon = self.map_origin_lat_deg, self.map_origin_lon_deg
-        if math.isnan(lat) != math.isnan(lon):
+        if math.isnan(self.map_origin_lat_deg) != math.isnan(self.map_origin_lon_deg):
             raise ValueError("map_origin_lat_deg and map_origin_lon_deg must be set together")
-        if not math.isnan(lat) and not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
-            raise ValueError(f"map_origin_lat_deg/lon_deg out of range: ({lat}, {lon})")
         for name, choices in (
             ("image_transport", ("raw", "compressed")),
             ("image_qos", ("auto", "best_effort", "reliable")),
@@ -287,20 +339,58 @@ class NodeSettings:
         return self.map_origin_lat_deg, self.map_origin_lon_deg
 
 
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A parameter exists only while a selector parameter has one of some values.
+
+    Attributes:
+        selector: full name of the selecting parameter (``matcher.kind``).
+        values: the selector values (its kind, with ``kind_of``) that declare the parameter.
+        kind_of: value -> kind for selectors whose value is not the kind itself
+            (``tiles.source``), or None.
+    """
+
+    selector: str
+    values: tuple[Any, ...]
+    kind_of: Callable[[Any], Any] | None = None
+
+    def kind(self, value: Any) -> Any:
+        """The selector's kind for ``value`` (None for an empty string: nothing selected).
+
+        Raises:
+            ValueError: ``kind_of`` rejects the value.
+        """
+        if self.kind_of is None:
+            return value
+        if isinstance(value, str) and not value.strip():
+            return None
+        return self.kind_of(value)
+
+    def describe(self) -> str:
+        """``matcher.kind: learned`` or ``a tiles.source of kind xyz or wms``."""
+        values = " or ".join(str(v) for v in self.values)
+        if self.kind_of is not None:
+            return f"a {self.selector} of kind {values}"
+        return f"{self.selector}: {values}"
+
+
 @dataclass(frozen=True)
 class ParamSpec:
-    """One declared parameter.
+    """One parameter.
 
     Attributes:
         name: full dotted name (``gating.min_inliers``).
         kind: ROS parameter type.
-        default: default value (None = declared without a value: the optional field is unset).
-        description: what it does (from the config docstring), with its unit.
-        min_value: inclusive lower bound, or None.
-        max_value: inclusive upper bound, or None.
+        default: default value (``""`` for the required ``tiles.source``).
+        description: what it does, with its unit (from the field's marker).
+        min_value: inclusive lower bound of a numeric parameter (of each item of an array).
+        max_value: inclusive upper bound.
         choices: allowed string values, or empty.
         runtime: True when it may be changed while the node runs.
-        optional: the config field accepts None, spelled as the kind's sentinel.
+        only_for: conditions that must all hold for the parameter to be declared.
     """
 
     name: str
@@ -311,154 +401,50 @@ class ParamSpec:
     max_value: float | None = None
     choices: tuple[str, ...] = ()
     runtime: bool = False
-    optional: bool = False
+    only_for: tuple[Condition, ...] = ()
+
+    @property
+    def nan_unset(self) -> bool:
+        """NaN is this float parameter's "not set" (its default is NaN)."""
+        return isinstance(self.default, float) and math.isnan(self.default)
 
 
 @dataclass(frozen=True)
 class _Section:
     prefix: str
     cls: type[Any]
-    runtime: bool
+    only_for: tuple[Condition, ...] = ()
 
+
+_HTTP_SOURCE = (Condition("tiles.source", HTTP_SOURCE_KINDS, source_kind),)
 
 _SECTIONS: tuple[_Section, ...] = (
-    _Section("", NodeSettings, False),
-    _Section("lifting.", LiftingConfig, True),
-    _Section("ransac.", RansacConfig, True),
-    _Section("covariance.", CovarianceConfig, True),
-    _Section("gating.", GatingConfig, True),
-    _Section("patch_reuse.", PatchReuseConfig, True),
-    _Section("view.", ViewConfig, True),
-    _Section("height.", HeightConfig, True),
-    _Section("matcher.", MatcherConfig, False),
-    _Section("depth.", DepthConfig, False),
-    _Section("tiles.", TileSourceConfig, False),
-    _Section("patch.", PatchConfig, False),
-    _Section("cache.", CacheConfig, False),
-    _Section("prefetch.", PrefetchConfig, False),
+    _Section("", NodeSettings),
+    _Section("lifting.", LiftingConfig),
+    _Section("ransac.", RansacConfig),
+    _Section("covariance.", CovarianceConfig),
+    _Section("gating.", GatingConfig),
+    _Section("patch_reuse.", PatchReuseConfig),
+    _Section("view.", ViewConfig),
+    _Section("height.", HeightConfig),
+    _Section("matcher.", MatcherConfig),
+    _Section("depth.", DepthConfig),
+    _Section("tiles.", TileSourceConfig),
+    _Section("patch.", PatchConfig),
+    _Section("cache.", CacheConfig, _HTTP_SOURCE),
+    _Section("prefetch.", PrefetchConfig, _HTTP_SOURCE),
 )
-
-# Node settings that take effect on the next frame when changed at run time.
-_RUNTIME_NODE_SETTINGS = frozenset(
-    {
-        "fix_default_sigma_m",
-        "fix_min_sigma_m",
-        "fix_default_altitude_m",
-        "max_fix_age_s",
-        "use_imu_yaw",
-        "imu_yaw_sigma_rad",
-        "max_imu_age_s",
-        "imu_max_extrapolation_s",
-        "static_attitude_sigma_rad",
-        "camera_info_allow_resize",
-        "max_principal_point_offset_fraction",
-        "publish_overlay",
-        "no_pose_warn_s",
-    }
+RUNTIME_PREFIXES: tuple[str, ...] = (
+    "",
+    "lifting.",
+    "ransac.",
+    "covariance.",
+    "gating.",
+    "patch_reuse.",
+    "view.",
+    "height.",
 )
-
-# Inclusive ranges advertised in the descriptors (the config classes validate the rest).
-_RANGES: dict[str, tuple[float, float]] = {
-    "camera_roll_rad": (-math.pi, math.pi),
-    "camera_pitch_rad": (-math.pi, math.pi),
-    "camera_yaw_rad": (-math.pi, math.pi),
-    "camera_x_m": (-100.0, 100.0),
-    "camera_y_m": (-100.0, 100.0),
-    "camera_z_m": (-100.0, 100.0),
-    "gpsd_port": (1, 65535),
-    "gpsd_poll_rate_hz": (0.1, 50.0),
-    "gpsd_reconnect_max_s": (0.5, 600.0),
-    "gpsd_timeout_s": (0.1, 120.0),
-    "fix_default_sigma_m": (0.01, 10000.0),
-    "fix_min_sigma_m": (0.01, 1000.0),
-    "fix_default_altitude_m": (-1000.0, 100000.0),
-    "max_fix_age_s": (0.01, 3600.0),
-    "fix_buffer_size": (2, 10000),
-    "imu_yaw_sigma_rad": (0.001, 10.0),
-    "max_imu_age_s": (0.001, 60.0),
-    "imu_max_extrapolation_s": (0.0, 1.0),
-    "imu_buffer_size": (2, 100000),
-    "static_attitude_sigma_rad": (0.0, 1.5),
-    "max_principal_point_offset_fraction": (0.01, 0.5),
-    "diagnostics_rate_hz": (0.1, 100.0),
-    "no_pose_warn_s": (0.1, 3600.0),
-    "lifting.max_depth_m": (0.01, 100000.0),
-    "lifting.min_depth_m": (0.0, 100000.0),
-    "ransac.inlier_threshold_m": (0.001, 1000.0),
-    "ransac.max_iterations": (1, 1000000),
-    "ransac.confidence": (0.5, 0.999999),
-    "ransac.seed": (0, 2**31 - 1),
-    "ransac.batch_size": (1, 100000),
-    "ransac.initial_pool_fraction": (0.001, 1.0),
-    "ransac.min_pool_size": (2, 1000000),
-    "ransac.lo_iterations": (0, 100),
-    "ransac.yaw_prior_gate_sigma": (0.1, 100.0),
-    "ransac.position_prior_gate_sigma": (0.1, 1000.0),
-    "covariance.base_inflation": (1.0, 1000.0),
-    "gating.min_inliers": (2, 100000),
-    "gating.min_inlier_ratio": (0.0, 1.0),
-    "gating.scale_min": (1e-6, 1e6),
-    "gating.scale_max": (1e-6, 1e6),
-    "gating.prior_gate_sigma": (0.1, 1000.0),
-    "patch_reuse.max_offset_fraction": (0.0, 0.99),
-    "patch_reuse.coverage_sigma": (0.0, 100.0),
-    "patch_reuse.max_age_s": (0.01, 3600.0),
-    "matcher.classical.ratio": (0.01, 1.0),
-    "matcher.classical.max_features": (8, 1000000),
-    "matcher.learned.top_k": (1, 1000000),
-    "matcher.learned.min_probability": (0.0, 0.999),
-    "depth.camera_height_m": (0.01, 100000.0),
-    "depth.range_m": (0.01, 1000000.0),
-    "patch.patch_size_px": (8, 16384),
-    "patch.patch_m_per_px": (0.001, 1000.0),
-    "patch.min_valid_fraction": (0.0, 1.0),
-    "tiles.max_retries": (0, 20),
-    "tiles.tile_size_px": (256, 512),
-}
-
-
-# --------------------------------------------------------------------------- table derivation
-
-
-def _attribute_docs(cls: type[Any]) -> dict[str, str]:
-    """Parse the Google-style ``Attributes:`` section of a class docstring."""
-    doc = cls.__doc__ or ""
-    lines = doc.expandtabs().splitlines()
-    out: dict[str, str] = {}
-    in_section = False
-    section_indent = 0
-    current: list[str] = []
-    for line in lines:
-        stripped = line.strip()
-        indent = len(line) - len(line.lstrip())
-        if stripped == "Attributes:":
-            in_section, section_indent = True, indent
-            continue
-        if not in_section:
-            continue
-        if stripped and indent <= section_indent:
-            break
-        m = re.match(r"^([A-Za-z_][\w, ]*):\s*(.*)$", stripped)
-        if m and indent <= section_indent + 4:
-            current = []
-            for name in (n.strip() for n in m.group(1).split(",")):
-                out[name] = ""
-                current.append(name)
-            text = m.group(2)
-        else:
-            text = stripped
-        for name in current:
-            out[name] = f"{out[name]} {text}".strip()
-    return out
-
-
-def _strip_optional(tp: Any) -> tuple[Any, bool]:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return args[0], True
-    return tp, False
+"""Sections whose parameters may be run-time changeable (the pipeline re-applies them)."""
 
 
 def _classify(tp: Any) -> tuple[ParamKind, tuple[str, ...]] | None:
@@ -507,10 +493,6 @@ def _to_param_value(kind: ParamKind, value: Any) -> Any:
     return value
 
 
-def _sentinel(kind: ParamKind) -> Any:
-    return {"float": math.nan, "int": -1, "str": ""}.get(kind)
-
-
 def _field_default(f: dataclasses.Field[Any]) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
@@ -519,45 +501,66 @@ def _field_default(f: dataclasses.Field[Any]) -> Any:
     return dataclasses.MISSING
 
 
-def _specs_for(cls: type[Any], prefix: str, runtime: bool) -> list[ParamSpec]:
+def _condition(only_for: OnlyFor | None, prefix: str, cls: type[Any]) -> tuple[Condition, ...]:
+    """A field marker's condition, its selector resolved to the full parameter name."""
+    if only_for is None:
+        return ()
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    selector = fields.get(only_for.selector)
+    meta = None if selector is None else param_meta(selector)
+    if meta is None:
+        raise TypeError(
+            f"{cls.__name__}: only_for selector {only_for.selector!r} is not a parameter of it"
+        )
+    return (Condition(f"{prefix}{only_for.selector}", only_for.values, meta.kind_of),)
+
+
+def _specs_for(cls: type[Any], prefix: str, conditions: tuple[Condition, ...]) -> list[ParamSpec]:
+    """The parameters of a config class: its marked fields, its preset, marked sections."""
     hints = typing.get_type_hints(cls)
-    docs = _attribute_docs(cls)
     specs: list[ParamSpec] = []
+    presets = presets_of(cls)
+    if presets is not None:
+        specs.append(
+            ParamSpec(
+                name=f"{prefix}preset",
+                kind="str",
+                default="default",
+                description=presets.description,
+                choices=presets.names,
+                runtime=presets.runtime,
+                only_for=conditions,
+            )
+        )
     for f in dataclasses.fields(cls):
         name = f"{prefix}{f.name}"
-        tp, optional = _strip_optional(hints[f.name])
-        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-            specs.extend(_specs_for(tp, f"{name}.", runtime))
+        sect = section_meta(f)
+        if sect is not None:
+            sub = hints[f.name]
+            extra = _condition(sect.only_for, prefix, cls)
+            specs.extend(_specs_for(sub, f"{name}.", conditions + extra))
             continue
-        classified = _classify(tp)
+        meta = param_meta(f)
+        if meta is None:
+            continue  # an internal: its default, or its section's preset
+        classified = _classify(hints[f.name])
         if classified is None:
-            continue  # not expressible as a ROS parameter: the config default applies
+            raise TypeError(f"{cls.__name__}.{f.name}: type {hints[f.name]} is no parameter type")
         kind, choices = classified
         default = _field_default(f)
-        if default is dataclasses.MISSING:
-            default = "" if kind == "str" else None  # required field: empty = "not set"
-        elif default is None:
-            default = _sentinel(kind)
-        else:
-            default = _to_param_value(kind, default)
-        description = docs.get(f.name, "")
-        if choices:
-            description = f"{description} One of: {', '.join(choices)}.".strip()
-        if optional:
-            sentinel = {"float": "NaN", "int": "-1", "str": '""'}.get(kind, "unset")
-            description = f"{description} {sentinel} = not set.".strip()
-        low, high = _RANGES.get(name, (None, None))
+        default = "" if default is dataclasses.MISSING else _to_param_value(kind, default)
+        low, high = meta.range if meta.range is not None else (None, None)
         specs.append(
             ParamSpec(
                 name=name,
                 kind=kind,
                 default=default,
-                description=description,
+                description=meta.description,
                 min_value=low,
                 max_value=high,
                 choices=choices,
-                runtime=runtime or (prefix == "" and f.name in _RUNTIME_NODE_SETTINGS),
-                optional=optional,
+                runtime=meta.runtime,
+                only_for=conditions + _condition(meta.only_for, prefix, cls),
             )
         )
     return specs
@@ -566,18 +569,133 @@ def _specs_for(cls: type[Any], prefix: str, runtime: bool) -> list[ParamSpec]:
 def _build_table() -> dict[str, ParamSpec]:
     table: dict[str, ParamSpec] = {}
     for section in _SECTIONS:
-        for spec in _specs_for(section.cls, section.prefix, section.runtime):
+        for spec in _specs_for(section.cls, section.prefix, section.only_for):
             table[spec.name] = spec
     return table
 
 
+def _walk_sections() -> list[tuple[str, type[Any]]]:
+    """(prefix, config class) of every section, nested kind sections included."""
+    out: list[tuple[str, type[Any]]] = []
+
+    def walk(cls: type[Any], prefix: str) -> None:
+        out.append((prefix, cls))
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if section_meta(f) is not None:
+                walk(hints[f.name], f"{prefix}{f.name}.")
+
+    for section in _SECTIONS:
+        walk(section.cls, section.prefix)
+    return out
+
+
+def _preset_table() -> dict[str, Presets]:
+    """``<prefix>preset`` -> the presets it selects from."""
+    return {
+        f"{prefix}preset": presets
+        for prefix, cls in _walk_sections()
+        if (presets := presets_of(cls)) is not None
+    }
+
+
+def _internal_table() -> dict[str, type[Any]]:
+    """Full name of every internal (unmarked) field -> its config class."""
+    out: dict[str, type[Any]] = {}
+    for prefix, cls in _walk_sections():
+        for f in dataclasses.fields(cls):
+            if param_meta(f) is None and section_meta(f) is None:
+                out[f"{prefix}{f.name}"] = cls
+    return out
+
+
 PARAMETERS: Mapping[str, ParamSpec] = _build_table()
-"""Every parameter the node declares, by full dotted name."""
+"""Every parameter of the node, of every kind, by full dotted name (the node declares those
+of the selected kinds: :func:`declared_names`)."""
+PRESETS: Mapping[str, Presets] = _preset_table()
+"""The named presets of each ``*.preset`` parameter."""
+_INTERNALS: Mapping[str, type[Any]] = _internal_table()
+# Names the node declared before issue 15 under another name (for the error message only:
+# an old name is refused, never silently mapped).
+_RENAMED: Mapping[str, str] = {
+    "gating.prior_gate_sigma": "gating.prior_gate_n_sigma",
+    "covariance.aerial_px_sigma": "covariance.aerial_sigma_px",
+    "ransac.yaw_prior_gate_sigma": "ransac.yaw_prior_gate_n_sigma",
+    "ransac.position_prior_gate_sigma": "ransac.position_prior_gate_n_sigma",
+    "patch_reuse.coverage_sigma": "patch_reuse.coverage_n_sigma",
+    "view.coverage_sigma": "view.coverage_n_sigma",
+    "height.scale_gate_sigma": "height.scale_gate_n_sigma",
+}
+_TOPIC_PARAMETERS: Mapping[str, str] = {
+    "image_topic": const.IMAGE_TOPIC,
+    "camera_info_topic": const.CAMERA_INFO_TOPIC,
+    "fix_topic": const.FIX_TOPIC,
+    "imu_topic": const.IMU_TOPIC,
+}
 
 
 def runtime_parameter_names() -> frozenset[str]:
     """Names of the parameters that may be changed while the node runs."""
     return frozenset(n for n, s in PARAMETERS.items() if s.runtime)
+
+
+def _selector_kinds(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The kind each selector names, for values merged over the defaults.
+
+    Raises:
+        ParameterError: a selector value its ``kind_of`` rejects (an unknown tile source).
+    """
+    kinds: dict[str, Any] = {}
+    for spec in PARAMETERS.values():
+        for cond in spec.only_for:
+            if cond.selector in kinds:
+                continue
+            value = values.get(cond.selector, PARAMETERS[cond.selector].default)
+            try:
+                kinds[cond.selector] = cond.kind(value)
+            except ValueError as exc:
+                raise ParameterError(cond.selector, str(exc)) from exc
+    return kinds
+
+
+def _is_declared(spec: ParamSpec, kinds: Mapping[str, Any]) -> bool:
+    return all(kinds[c.selector] in c.values for c in spec.only_for)
+
+
+def declared_names(values: Mapping[str, Any] | None = None) -> list[str]:
+    """The parameters the node declares for these values (selectors from them or defaults).
+
+    Args:
+        values: parameter values by full name (only the selectors matter).
+
+    Raises:
+        ParameterError: a selector value its kind function rejects.
+    """
+    kinds = _selector_kinds(values or {})
+    return [name for name, spec in PARAMETERS.items() if _is_declared(spec, kinds)]
+
+
+def check_selected(values: Mapping[str, Any]) -> None:
+    """Refuse values given for parameters of kinds that are not selected.
+
+    Raises:
+        ParameterError: e.g. ``parameter 'matcher.learned.checkpoint_path': is only used with
+            matcher.kind: learned (matcher.kind is 'classical')``.
+    """
+    kinds = _selector_kinds(values)
+    for name in values:
+        spec = PARAMETERS.get(name)
+        if spec is None:
+            continue
+        for cond in spec.only_for:
+            if kinds[cond.selector] not in cond.values:
+                value = values.get(cond.selector, PARAMETERS[cond.selector].default)
+                now = (
+                    f"{cond.selector} is {value!r}"
+                    if cond.kind_of is None or kinds[cond.selector] is None
+                    else f"{cond.selector} {value!r} is of kind {kinds[cond.selector]}"
+                )
+                raise ParameterError(name, f"is only used with {cond.describe()} ({now})")
 
 
 # --------------------------------------------------------------------------- validation
@@ -596,6 +714,7 @@ class NodeConfigs:
         patch: aerial patch size and resolution.
         cache: tile cache bounds.
         prefetch: prefetch around the fix.
+        values: the parameter values they were built from (declared ones, with defaults).
     """
 
     node: NodeSettings
@@ -609,9 +728,41 @@ class NodeConfigs:
     values: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
-def _suggest(name: str) -> str:
+def _internal_text(name: str) -> str:
+    """``an internal of RansacConfig, set by ransac.preset (default, fast, thorough)``."""
+    cls = _INTERNALS[name]
+    prefix, _, field_name = name.rpartition(".")
+    presets = PRESETS.get(f"{prefix}.preset" if prefix else "preset")
+    if presets is not None and any(field_name in presets.values(p) for p in presets.names):
+        how = f"set by {prefix}.preset ({', '.join(presets.names)})"
+    else:
+        how = f"its default is in {cls.__module__}"
+    return f"an internal of {cls.__name__}, {how}"
+
+
+def _unknown(name: str) -> str:
+    """Why ``name`` is not a parameter, and what to do instead."""
+    head = f"is not a parameter of {const.NODE_NAME}"
+    if name in _RENAMED:
+        new = _RENAMED[name]
+        tail = f", {_internal_text(new)}" if new in _INTERNALS else ""
+        return f"{head}: renamed '{new}'{tail}"
+    if name in _TOPIC_PARAMETERS:
+        topic = _TOPIC_PARAMETERS[name]
+        return f"{head}: input topics are fixed, remap {topic} (-r {topic}:=/your/topic)"
+    if name in _INTERNALS:
+        return f"{head}: {_internal_text(name)}"
     close = difflib.get_close_matches(name, list(PARAMETERS), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return head + (f" (did you mean '{close[0]}'?)" if close else "")
+
+
+def _check_number(spec: ParamSpec, value: float) -> None:
+    if spec.nan_unset and math.isnan(value):
+        return
+    if spec.min_value is not None and not value >= spec.min_value:
+        raise ParameterError(spec.name, f"must be >= {spec.min_value:g}, got {value}")
+    if spec.max_value is not None and not value <= spec.max_value:
+        raise ParameterError(spec.name, f"must be <= {spec.max_value:g}, got {value}")
 
 
 def check_value(spec: ParamSpec, value: Any) -> Any:
@@ -622,8 +773,6 @@ def check_value(spec: ParamSpec, value: Any) -> Any:
     """
     kind = spec.kind
     if value is None:
-        if spec.default is None or spec.optional:
-            return None
         raise ParameterError(spec.name, "must be set")
     if kind == "bool":
         if not isinstance(value, bool):
@@ -632,77 +781,62 @@ def check_value(spec: ParamSpec, value: Any) -> Any:
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ParameterError(spec.name, f"expected an integer, got {value!r}")
-    elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _check_number(spec, value)
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise ParameterError(spec.name, f"expected a number, got {value!r}")
-        value = float(value)
-    elif kind == "str":
+        _check_number(spec, float(value))
+        return float(value)
+    if kind == "str":
         if not isinstance(value, str):
             raise ParameterError(spec.name, f"expected a string, got {value!r}")
-    else:
-        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-            raise ParameterError(spec.name, f"expected a list, got {value!r}")
-        items = list(value)
-        want: tuple[type, ...] = {"int_array": (int,), "float_array": (int, float)}.get(
-            kind, (str,)
-        )
-        if any(isinstance(v, bool) or not isinstance(v, want) for v in items):
-            raise ParameterError(spec.name, f"expected a list of {kind[:-6]}, got {items!r}")
-        return [float(v) for v in items] if kind == "float_array" else items
-    if spec.choices and value not in spec.choices:
-        raise ParameterError(spec.name, f"must be one of {list(spec.choices)}, got {value!r}")
-    is_unset = spec.optional and (
-        (kind == "float" and math.isnan(value)) or (kind == "int" and value == -1)
-    )
-    if not is_unset and kind in ("int", "float") and not math.isnan(value):
-        if spec.min_value is not None and value < spec.min_value:
-            raise ParameterError(spec.name, f"must be >= {spec.min_value}, got {value}")
-        if spec.max_value is not None and value > spec.max_value:
-            raise ParameterError(spec.name, f"must be <= {spec.max_value}, got {value}")
-    return value
+        if spec.choices and value not in spec.choices:
+            raise ParameterError(spec.name, f"must be one of {list(spec.choices)}, got {value!r}")
+        return value
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ParameterError(spec.name, f"expected a list, got {value!r}")
+    items = list(value)
+    want: tuple[type, ...] = {"int_array": (int,), "float_array": (int, float)}.get(kind, (str,))
+    if any(isinstance(v, bool) or not isinstance(v, want) for v in items):
+        raise ParameterError(spec.name, f"expected a list of {kind[:-6]}, got {items!r}")
+    if kind != "str_array":
+        for v in items:
+            _check_number(spec, float(v))
+    return [float(v) for v in items] if kind == "float_array" else items
 
 
 def _from_param_value(spec: ParamSpec, tp: Any, value: Any) -> Any:
-    """Parameter value -> the config field's value (sentinels -> None, lists -> tuples)."""
-    if value is None:
-        return None
-    if spec.optional:
-        if spec.kind == "float" and math.isnan(value):
-            return None
-        if spec.kind == "int" and value == -1:
-            return None
-        if spec.kind == "str" and value == "":
-            return None
-        if spec.kind.endswith("_array") and len(value) == 0:
-            return None
-    if spec.kind.endswith("_array"):
-        inner_tp, _ = _strip_optional(tp)
-        args = typing.get_args(inner_tp)
-        if args and typing.get_origin(args[0]) is tuple:  # "Name: value" pairs
-            pairs = []
-            for item in value:
-                key, sep, val = str(item).partition(":")
-                if not sep:
-                    raise ParameterError(spec.name, f"entries must be 'Name: value', got {item!r}")
-                pairs.append((key.strip(), val.strip()))
-            return tuple(pairs)
-        return tuple(value)
-    return value
+    """Parameter value -> the config field's value (lists -> tuples)."""
+    if not spec.kind.endswith("_array"):
+        return value
+    args = typing.get_args(tp)
+    if args and typing.get_origin(args[0]) is tuple:  # "Name: value" pairs
+        pairs = []
+        for item in value:
+            key, sep, val = str(item).partition(":")
+            if not sep:
+                raise ParameterError(spec.name, f"entries must be 'Name: value', got {item!r}")
+            pairs.append((key.strip(), val.strip()))
+        return tuple(pairs)
+    return tuple(value)
 
 
-def _build_section(cls: type[Any], prefix: str, values: Mapping[str, Any]) -> Any:
+def _build_section(
+    cls: type[Any], prefix: str, values: Mapping[str, Any], declared: frozenset[str]
+) -> Any:
+    """One config from its declared parameters, on top of its preset's internals."""
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
+    presets = presets_of(cls)
+    if presets is not None and f"{prefix}preset" in declared:
+        kwargs.update(presets.values(values[f"{prefix}preset"]))
     for f in dataclasses.fields(cls):
         name = f"{prefix}{f.name}"
-        tp, _ = _strip_optional(hints[f.name])
-        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-            kwargs[f.name] = _build_section(tp, f"{name}.", values)
-            continue
-        spec = PARAMETERS.get(name)
-        if spec is None or name not in values:
-            continue
-        kwargs[f.name] = _from_param_value(spec, hints[f.name], values[name])
+        if section_meta(f) is not None:
+            kwargs[f.name] = _build_section(hints[f.name], f"{name}.", values, declared)
+        elif name in declared and name in values:
+            kwargs[f.name] = _from_param_value(PARAMETERS[name], hints[f.name], values[name])
     try:
         return cls(**kwargs)
     except ParameterError:
@@ -740,54 +874,48 @@ def _blame(cls: type[Any], prefix: str, message: str) -> str:
 def configs_from_params(values: Mapping[str, Any]) -> NodeConfigs:
     """Validate a flat ``name -> value`` mapping into the frozen component configs.
 
-    Missing names take their defaults. Every error names the parameter.
+    Missing names take their defaults; internals take their section's preset (or their
+    defaults). Every error names the parameter.
 
     Args:
-        values: parameter values by full dotted name (as declared; YAML nesting flattened).
+        values: parameter values by full dotted name (YAML nesting flattened).
 
     Raises:
-        ParameterError: an unknown name, a wrong type, a value out of range, or a value a
-            component config rejects.
+        ParameterError: an unknown name, a wrong type, a value out of range, a value for a
+            kind that is not selected, an unknown preset, or a value a component rejects.
     """
-    merged: dict[str, Any] = {n: s.default for n, s in PARAMETERS.items()}
-    for name, value in values.items():
-        spec = PARAMETERS.get(name)
-        if spec is None:
-            raise ParameterError(name, f"is not a parameter of {const.NODE_NAME}{_suggest(name)}")
-        merged[name] = check_value(spec, value)
-    node = _build_section(NodeSettings, "", merged)
+    for name in values:
+        if name not in PARAMETERS:
+            raise ParameterError(name, _unknown(name))
+    checked = {name: check_value(PARAMETERS[name], value) for name, value in values.items()}
+    check_selected(checked)
+    declared = frozenset(declared_names(checked))
+    merged: dict[str, Any] = {
+        n: checked.get(n, PARAMETERS[n].default) for n in PARAMETERS if n in declared
+    }
     localizer = LocalizerConfig(
-        lifting=_build_section(LiftingConfig, "lifting.", merged),
-        ransac=_build_section(RansacConfig, "ransac.", merged),
-        covariance=_build_section(CovarianceConfig, "covariance.", merged),
-        gating=_build_section(GatingConfig, "gating.", merged),
-        patch_reuse=_build_section(PatchReuseConfig, "patch_reuse.", merged),
-        view=_build_section(ViewConfig, "view.", merged),
-        height=_build_section(HeightConfig, "height.", merged),
+        lifting=_build_section(LiftingConfig, "lifting.", merged, declared),
+        ransac=_build_section(RansacConfig, "ransac.", merged, declared),
+        covariance=_build_section(CovarianceConfig, "covariance.", merged, declared),
+        gating=_build_section(GatingConfig, "gating.", merged, declared),
+        patch_reuse=_build_section(PatchReuseConfig, "patch_reuse.", merged, declared),
+        view=_build_section(ViewConfig, "view.", merged, declared),
+        height=_build_section(HeightConfig, "height.", merged, declared),
         keep_debug=True,  # references only; the overlay and replay visualisation use it
     )
-    if localizer.ransac.implementation == "numba":
-        from cvgl_ros.core.ransac import resolve_implementation
-
-        try:
-            resolve_implementation(localizer.ransac)  # compiles the kernel now, or fails here
-        except ImportError as exc:
-            raise ParameterError("ransac.implementation", str(exc)) from exc
-    matcher = _build_section(MatcherConfig, "matcher.", merged)
-    depth = _build_section(DepthConfig, "depth.", merged)
     tiles = None
     if str(merged.get("tiles.source") or "").strip():
-        tiles = _build_section(TileSourceConfig, "tiles.", merged)
+        tiles = _build_section(TileSourceConfig, "tiles.", merged, declared)
     return NodeConfigs(
-        node=node,
+        node=_build_section(NodeSettings, "", merged, declared),
         localizer=localizer,
-        matcher=matcher,
-        depth=depth,
+        matcher=_build_section(MatcherConfig, "matcher.", merged, declared),
+        depth=_build_section(DepthConfig, "depth.", merged, declared),
         tiles=tiles,
-        patch=_build_section(PatchConfig, "patch.", merged),
-        cache=_build_section(CacheConfig, "cache.", merged),
-        prefetch=_build_section(PrefetchConfig, "prefetch.", merged),
-        values=dict(merged),
+        patch=_build_section(PatchConfig, "patch.", merged, declared),
+        cache=_build_section(CacheConfig, "cache.", merged, declared),
+        prefetch=_build_section(PrefetchConfig, "prefetch.", merged, declared),
+        values=merged,
     )
 
 
@@ -878,11 +1006,113 @@ def load_params_file(path: str | Path, node_name: str = const.NODE_NAME) -> dict
 
 
 def descriptor_fields(spec: ParamSpec) -> dict[str, Any]:
-    """Keyword arguments of ``rcl_interfaces.msg.ParameterDescriptor`` for a spec (no ranges)."""
+    """Keyword arguments of ``rcl_interfaces.msg.ParameterDescriptor`` for a spec (no ranges).
+
+    The description says when the parameter is read, which kind declares it, and the range
+    of a parameter whose descriptor cannot carry it (arrays, NaN = not set).
+    """
     text = spec.description
+    if spec.only_for:
+        text += " Declared with " + " and ".join(c.describe() for c in spec.only_for) + "."
+    has_range = spec.min_value is not None and spec.max_value is not None
+    if has_range and (spec.kind.endswith("_array") or spec.nan_unset):
+        text += f" Range [{spec.min_value:g}, {spec.max_value:g}]."
     if not spec.runtime:
-        text = f"{text} (read at start-up)".strip()
+        text += " (read at start-up)"
     return {"name": spec.name, "description": text, "read_only": False}
+
+
+def yaml_float(value: float) -> str:
+    """A float as YAML writes it (``0.0``, ``.nan``, ``.inf``), so it reads back as a float."""
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    return repr(float(value))
+
+
+def _default_text(spec: ParamSpec) -> str:
+    if spec.kind == "float":
+        return f"`{yaml_float(spec.default)}`"
+    if spec.kind == "str" and spec.default == "":
+        return '`""`'
+    if spec.kind.endswith("_array"):
+        return "`[" + ", ".join(str(v) for v in spec.default) + "]`"
+    return f"`{str(spec.default).lower() if spec.kind == 'bool' else spec.default}`"
+
+
+def _range_text(spec: ParamSpec) -> str:
+    if spec.choices:
+        return ", ".join(spec.choices)
+    if spec.min_value is None or spec.max_value is None:
+        return ""
+    if spec.kind in ("int", "int_array"):
+        return f"[{int(spec.min_value)}, {int(spec.max_value)}]"
+    return f"[{spec.min_value:g}, {spec.max_value:g}]"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def parameter_count_text() -> str:
+    """How many parameters there are, always and per selected kind (README, docs/NODE.md)."""
+    always = [s for s in PARAMETERS.values() if not s.only_for]
+    return (
+        f"{len(PARAMETERS)} parameters: {len(always)} always declared, "
+        f"{len(PARAMETERS) - len(always)} only with the kind they belong to "
+        f"({len(declared_names({'tiles.source': 'map.tif'}))} with the defaults and a "
+        "GeoTIFF map)."
+    )
+
+
+def parameter_table_markdown() -> str:
+    """docs/NODE.md's parameter table, generated from the config markers.
+
+    ``cvgl-ros params --markdown`` prints it; ``test/static/test_generated_docs.py`` fails
+    when docs/NODE.md holds another version.
+    """
+    rows = [
+        parameter_count_text(),
+        "",
+        "| parameter | type | default | range / choices | run time | declared with | "
+        "description |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for spec in PARAMETERS.values():
+        only = " and ".join(c.describe() for c in spec.only_for) or "always"
+        rows.append(
+            f"| `{spec.name}` | {spec.kind} | {_default_text(spec)} | {_range_text(spec)} | "
+            f"{'yes' if spec.runtime else ''} | {_cell(only)} | {_cell(spec.description)} |"
+        )
+    rows += ["", "Presets (`default` is the field defaults; the others change only these):", ""]
+    rows += ["| parameter | preset | internals |", "|---|---|---|"]
+    for name, presets in PRESETS.items():
+        changed = list(dict.fromkeys(k for p in presets.names for k in presets.values(p)))
+        defaults = presets.defaults(changed)
+        for preset in presets.names:
+            values = presets.values(preset) if preset != "default" else defaults
+            text = ", ".join(f"`{k}: {v}`" for k, v in values.items())
+            rows.append(f"| `{name}` | `{preset}` | {text} |")
+    return "\n".join(rows)
+
+
+def parameter_list_markdown() -> str:
+    """The README's compact list: parameter names by section and by the kind declaring them."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for spec in PARAMETERS.values():
+        section = spec.name.rsplit(".", 1)[0] + "." if "." in spec.name else ""
+        only = " and ".join(c.describe() for c in spec.only_for) or "always"
+        groups.setdefault((section, only), []).append(spec.name[len(section) :])
+    rows = [
+        parameter_count_text(),
+        "",
+        "| section | parameters | declared with |",
+        "|---|---|---|",
+    ]
+    for (section, only), names in groups.items():
+        rows.append(f"| `{section or '(none)'}` | {', '.join(names)} | {_cell(only)} |")
+    return "\n".join(rows)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -911,22 +1141,3 @@ def merged_values(
     else:
         values.update(dict(parse_override(o) for o in overrides))
     return values
-
-
-def parameter_table_markdown() -> str:
-    """The parameter table as Markdown (docs/NODE.md embeds it)."""
-    rows = [
-        "| parameter | type | default | run time | description |",
-        "|---|---|---|---|---|",
-    ]
-    for spec in PARAMETERS.values():
-        default = "(unset)" if spec.default is None else repr(spec.default)
-        bounds = ""
-        if spec.min_value is not None and spec.max_value is not None:
-            bounds = f" Range [{spec.min_value:g}, {spec.max_value:g}]."
-        text = f"{spec.description}{bounds}".replace("``", "`").replace("|", "\\|")
-        rows.append(
-            f"| `{spec.name}` | {spec.kind} | `{default}` | {'yes' if spec.runtime else ''} "
-            f"| {text} |"
-        )
-    return "\n".join(rows)

@@ -1,7 +1,9 @@
 """Frozen, validated configurations of the tile subsystem.
 
 Every field carries its unit in its name; ``__post_init__`` raises ``ValueError`` naming the
-field on a bad value, so a typo in a parameter file fails at start-up, not mid-mission.
+field on a bad value, so a typo in a parameter file fails at start-up, not mid-mission. Fields
+declared with :func:`~cvgl_ros.core.schema.param` are node parameters (the HTTP and WMS options
+only for a source of that kind); the others are internals with their defaults.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from cvgl_ros.core.schema import check_ranges, param
+
 DEFAULT_USER_AGENT = "cvgl_ros/0.1 (aerial tile cache; +https://github.com/cvgl-ros/cvgl_ros)"
 
 SourceKind = Literal["xyz", "wms", "mbtiles", "geotiff"]
+HTTP_SOURCE_KINDS: tuple[str, ...] = ("xyz", "wms")
+"""Source kinds fetched over HTTP (cached in the tile cache, prefetched)."""
 
 
 def _positive(name: str, value: float) -> None:
@@ -81,51 +87,106 @@ class TileSourceConfig:
     """Where tiles come from and how politely they are fetched.
 
     Attributes:
-        source: URL template (``https://{s}.tile.example/{z}/{x}/{y}.jpg``; ``{q}`` quadkey,
-            ``{-y}`` TMS row), ``wms:https://host/wms`` (GetMap base URL), an ``.mbtiles`` file
-            or a GeoTIFF path.
+        source: parameter ``tiles.source``; its kind (:func:`source_kind`) selects which
+            other ``tiles.*`` parameters exist.
         source_id: cache key of this source; derived from ``source`` when empty. Two configs
             with the same id share cached tiles, so change it when the imagery changes.
-        tile_size_px: edge of a tile, pixels (256 for most XYZ services, 512 for some).
-        min_zoom: lowest zoom level the source serves.
-        max_zoom: highest zoom level the source serves.
-        subdomains: values substituted for ``{s}``, round-robin.
-        headers: extra HTTP headers as (name, value) pairs (API keys, referer).
-        user_agent: the User-Agent header; tile usage policies require an identifying one.
+        tile_size_px: parameter ``tiles.tile_size_px`` (HTTP sources).
+        min_zoom: parameter ``tiles.min_zoom`` (HTTP sources).
+        max_zoom: parameter ``tiles.max_zoom`` (HTTP sources).
+        subdomains: parameter ``tiles.subdomains`` (XYZ).
+        headers: parameter ``tiles.headers`` (HTTP sources).
+        user_agent: parameter ``tiles.user_agent`` (HTTP sources).
         connect_timeout_s: TCP connect timeout, seconds.
         read_timeout_s: time allowed between bytes of the response, seconds.
         max_retries: retries after the first attempt on timeouts, connection errors, 5xx, 429.
         backoff_base_s: first retry delay, seconds; doubles each retry, with full jitter.
         backoff_max_s: cap of one retry delay (and of an honoured Retry-After), seconds.
         max_concurrent_requests: requests in flight at once, across all threads.
-        max_requests_per_s: average request rate limit (token bucket), requests per second.
-        verify_tls: verify HTTPS certificates.
-        wms_layers: WMS ``LAYERS`` parameter (required for WMS sources).
-        wms_styles: WMS ``STYLES`` parameter.
-        wms_format: WMS ``FORMAT`` (``image/jpeg`` or ``image/png``).
-        wms_version: WMS protocol version, ``1.3.0`` or ``1.1.1``.
+        max_requests_per_s: parameter ``tiles.max_requests_per_s`` (HTTP sources).
+        verify_tls: parameter ``tiles.verify_tls`` (HTTP sources).
+        wms_layers: parameter ``tiles.wms_layers`` (WMS).
+        wms_styles: parameter ``tiles.wms_styles`` (WMS).
+        wms_format: parameter ``tiles.wms_format`` (WMS).
+        wms_version: parameter ``tiles.wms_version`` (WMS).
     """
 
-    source: str
+    source: str = param(
+        description="""the aerial imagery: a GeoTIFF path, an .mbtiles file, an XYZ/WMTS URL
+            template (https://{s}.tile.example/{z}/{x}/{y}.jpg; {q} quadkey, {-y} TMS row) or
+            wms:https://host/wms (GetMap base URL). REQUIRED. Its kind declares the HTTP
+            (tiles.*, cache.*) and WMS (tiles.wms_*) options.""",
+        kind_of=source_kind,
+    )
     source_id: str = ""
-    tile_size_px: int = 256
-    min_zoom: int = 0
-    max_zoom: int = 19
-    subdomains: tuple[str, ...] = ("a", "b", "c")
-    headers: tuple[tuple[str, str], ...] = ()
-    user_agent: str = DEFAULT_USER_AGENT
+    tile_size_px: int = param(
+        256,
+        description="edge of a tile, pixels: 256 for most XYZ services, 512 for some.",
+        range=(256, 512),
+        only_for=("source", HTTP_SOURCE_KINDS),
+    )
+    min_zoom: int = param(
+        0,
+        description="lowest zoom level the source serves.",
+        range=(0, 24),
+        only_for=("source", HTTP_SOURCE_KINDS),
+    )
+    max_zoom: int = param(
+        19,
+        description="highest zoom level the source serves.",
+        range=(0, 24),
+        only_for=("source", HTTP_SOURCE_KINDS),
+    )
+    subdomains: tuple[str, ...] = param(
+        ("a", "b", "c"),
+        description="values substituted for {s} in the URL template, round-robin.",
+        only_for=("source", ("xyz",)),
+    )
+    headers: tuple[tuple[str, str], ...] = param(
+        (),
+        description="extra HTTP headers as 'Name: value' strings (API keys, referer).",
+        only_for=("source", HTTP_SOURCE_KINDS),
+    )
+    user_agent: str = param(
+        DEFAULT_USER_AGENT,
+        description="""the User-Agent header; tile usage policies require one that identifies
+            the application (and a contact).""",
+        only_for=("source", HTTP_SOURCE_KINDS),
+    )
     connect_timeout_s: float = 3.05
     read_timeout_s: float = 10.0
     max_retries: int = 3
     backoff_base_s: float = 0.25
     backoff_max_s: float = 8.0
     max_concurrent_requests: int = 4
-    max_requests_per_s: float = 10.0
-    verify_tls: bool = True
-    wms_layers: str = ""
-    wms_styles: str = ""
-    wms_format: str = "image/jpeg"
-    wms_version: str = "1.3.0"
+    max_requests_per_s: float = param(
+        10.0,
+        description="""average request rate limit (token bucket), requests per second: the
+            tile server's usage policy.""",
+        range=(0.01, 100000.0),
+        only_for=("source", HTTP_SOURCE_KINDS),
+    )
+    verify_tls: bool = param(
+        True,
+        description="verify HTTPS certificates.",
+        only_for=("source", HTTP_SOURCE_KINDS),
+    )
+    wms_layers: str = param(
+        "",
+        description="WMS LAYERS (required for a WMS source).",
+        only_for=("source", ("wms",)),
+    )
+    wms_styles: str = param("", description="WMS STYLES.", only_for=("source", ("wms",)))
+    wms_format: str = param(
+        "image/jpeg",
+        description="WMS FORMAT: image/jpeg or image/png.",
+        only_for=("source", ("wms",)),
+    )
+    wms_version: str = param(
+        "1.3.0",
+        description="WMS protocol version: 1.3.0 or 1.1.1.",
+        only_for=("source", ("wms",)),
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
@@ -137,12 +198,11 @@ class TileSourceConfig:
             raise ValueError(
                 f"source_id must be 1-128 characters of [A-Za-z0-9_.-], got {self.source_id!r}"
             )
+        check_ranges(self)
         if self.tile_size_px not in (256, 512):
             raise ValueError(f"tile_size_px must be 256 or 512, got {self.tile_size_px!r}")
-        if not (isinstance(self.min_zoom, int) and 0 <= self.min_zoom <= 24):
-            raise ValueError(f"min_zoom must be an int in [0, 24], got {self.min_zoom!r}")
-        if not (isinstance(self.max_zoom, int) and self.min_zoom <= self.max_zoom <= 24):
-            raise ValueError(f"max_zoom must be an int in [min_zoom, 24], got {self.max_zoom!r}")
+        if self.max_zoom < self.min_zoom:
+            raise ValueError(f"max_zoom must be >= min_zoom, got {self.max_zoom!r}")
         if isinstance(self.headers, Mapping):
             object.__setattr__(self, "headers", tuple(self.headers.items()))
         # "Name: value" strings (how ROS string-array parameters spell headers) become pairs.
@@ -173,7 +233,6 @@ class TileSourceConfig:
                 "max_concurrent_requests must be a positive int, "
                 f"got {self.max_concurrent_requests!r}"
             )
-        _positive("max_requests_per_s", self.max_requests_per_s)
         if kind == "wms":
             if not self.wms_layers:
                 raise ValueError("wms_layers must be set for a WMS source")
@@ -191,8 +250,8 @@ class PatchConfig:
     """The aerial patch handed to the localizer.
 
     Attributes:
-        patch_size_px: edge of the square, north-up patch, pixels.
-        patch_m_per_px: ground sampling distance of the patch, metres per pixel.
+        patch_size_px: parameter ``patch.patch_size_px``.
+        patch_m_per_px: parameter ``patch.patch_m_per_px``.
         min_valid_fraction: a patch with a smaller fraction of valid pixels raises
             ``NoImageryError``; a patch with no valid pixel always does.
         zoom: force this XYZ zoom level; ``None`` chooses it from ``patch_m_per_px``.
@@ -205,8 +264,18 @@ class PatchConfig:
             cache for the next one.
     """
 
-    patch_size_px: int = 512
-    patch_m_per_px: float = 0.5
+    patch_size_px: int = param(
+        512,
+        description="""edge of the square, north-up aerial patch, pixels (without
+            view.adaptive): the camera footprint plus 3 sigma of the GNSS prior, with margin.""",
+        range=(8, 16384),
+    )
+    patch_m_per_px: float = param(
+        0.5,
+        description="""ground sampling distance of the patch, metres per pixel (without
+            view.adaptive): about the camera's, never much finer than the map's.""",
+        range=(0.001, 1000.0),
+    )
     min_valid_fraction: float = 0.0
     zoom: int | None = None
     zoom_coarse_tolerance: float = 1.15
@@ -214,11 +283,7 @@ class PatchConfig:
     fetch_budget_s: float = 2.0
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.patch_size_px, int) and 8 <= self.patch_size_px <= 16384):
-            raise ValueError(
-                f"patch_size_px must be an int in [8, 16384], got {self.patch_size_px!r}"
-            )
-        _positive("patch_m_per_px", self.patch_m_per_px)
+        check_ranges(self)
         if not (0.0 <= self.min_valid_fraction <= 1.0):
             raise ValueError(
                 f"min_valid_fraction must be in [0, 1], got {self.min_valid_fraction!r}"
@@ -255,8 +320,7 @@ class CacheConfig:
     """The on-disk tile cache (one SQLite file, MBTiles-compatible).
 
     Attributes:
-        max_size_bytes: bound on the stored tile bytes; least-recently-used tiles are evicted
-            beyond it.
+        max_size_bytes: parameter ``cache.max_size_bytes`` (HTTP sources).
         evict_to_fraction: eviction brings the size down to this fraction of the bound, so
             that eviction runs rarely rather than on every insert.
         busy_timeout_s: how long a writer waits for another process's lock, seconds.
@@ -267,7 +331,12 @@ class CacheConfig:
             most this often, seconds (reads never wait on the write lock).
     """
 
-    max_size_bytes: int = 2 * 1024**3
+    max_size_bytes: int = param(
+        2 * 1024**3,
+        description="""bound on the tile cache's stored tile bytes; least-recently-used tiles
+            are evicted beyond it.""",
+        range=(1, 2**50),
+    )
     evict_to_fraction: float = 0.9
     busy_timeout_s: float = 10.0
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
@@ -275,8 +344,7 @@ class CacheConfig:
     touch_flush_interval_s: float = 5.0
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.max_size_bytes, int) and self.max_size_bytes > 0):
-            raise ValueError(f"max_size_bytes must be a positive int, got {self.max_size_bytes!r}")
+        check_ranges(self)
         if not (0.1 <= self.evict_to_fraction <= 1.0):
             raise ValueError(
                 f"evict_to_fraction must be in [0.1, 1], got {self.evict_to_fraction!r}"

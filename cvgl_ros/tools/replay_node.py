@@ -220,16 +220,16 @@ def replay_through_node(
             )
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         image_cls = CompressedImage if settings.image_transport == "compressed" else Image
-        image_topic = _absolute(settings.image_topic) + (
+        image_topic = _absolute(ros_const.IMAGE_TOPIC) + (
             ros_const.COMPRESSED_SUFFIX if settings.image_transport == "compressed" else ""
         )
         pubs = {
             "image": player.create_publisher(image_cls, image_topic, reliable),
             "camera_info": player.create_publisher(
-                CameraInfo, _absolute(settings.camera_info_topic), reliable
+                CameraInfo, _absolute(ros_const.CAMERA_INFO_TOPIC), reliable
             ),
-            "fix": player.create_publisher(NavSatFix, _absolute(settings.fix_topic), reliable),
-            "imu": player.create_publisher(Imu, _absolute(settings.imu_topic), reliable),
+            "fix": player.create_publisher(NavSatFix, _absolute(ros_const.FIX_TOPIC), reliable),
+            "imu": player.create_publisher(Imu, _absolute(ros_const.IMU_TOPIC), reliable),
         }
         classes = {"image": image_cls, "camera_info": CameraInfo, "fix": NavSatFix, "imu": Imu}
         out_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)

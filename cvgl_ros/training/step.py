@@ -284,7 +284,7 @@ def _pose_error(
     )
     # The patch is centred on the prior; its half extent bounds where the camera can be.
     half_extent_m = 0.5 * (float(np.ptp(aerial_points_m[:, 0])) + aerial_cell_m)
-    prior_cov = np.eye(2) * (half_extent_m / config.ransac.position_prior_gate_sigma) ** 2
+    prior_cov = np.eye(2) * (half_extent_m / config.ransac.position_prior_gate_n_sigma) ** 2
     try:
         solution = solve_patch_pose(
             ground_points_m[rows], aerial_points_m[cols], weights, config, np.zeros(2), prior_cov

@@ -69,7 +69,6 @@ class Scene:
             "camera_mount": "nadir",
             "map_origin_lat_deg": self.origin.origin_lat_deg,
             "map_origin_lon_deg": self.origin.origin_lon_deg,
-            "matcher.classical.max_features": 2000,
             "diagnostics_rate_hz": 5.0,
         }
         params.update(extra)

@@ -184,9 +184,7 @@ def test_node_localizes_with_gpsd_fixes(
     # gpsd reports a position 7 m east and 6 m south of the truth: the pose must correct it.
     lat, lon = scene.latlon_at(scene.true_en_m[0] + 7.0, scene.true_en_m[1] - 6.0)
     port = gpsfake(lat, lon)
-    params = scene.node_params(
-        gnss_source="gpsd", gpsd_port=port, gpsd_poll_rate_hz=20.0, fix_default_sigma_m=8.0
-    )
+    params = scene.node_params(gnss_source="gpsd", gpsd_port=port, fix_default_sigma_m=8.0)
     node = CvglNode(
         context=ros_context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
     )

@@ -343,6 +343,9 @@ def test_invalid_and_undeclared_parameters_fail_startup(ros_context: Any, scene:
         "max_fix_age_s": "soon",  # wrong type
         "matcher.classical.feature": "surf",  # not a choice
         "depth.range_m": -3.0,  # rejected by the config class
+        "ransac.preset": "quick",  # not a preset
+        "matcher.learned.checkpoint_path": "/m",  # a kind that is not selected
+        "ransac.seed": 3,  # an internal, not a parameter
     }
     for name, value in cases.items():
         params = scene.node_params(**{name: value})
@@ -350,6 +353,10 @@ def test_invalid_and_undeclared_parameters_fail_startup(ros_context: Any, scene:
         with pytest.raises(StartupError) as info:
             CvglNode(context=ros_context, parameter_overrides=overrides)
         assert name in str(info.value), str(info.value)
+        if name == "matcher.learned.checkpoint_path":
+            assert "only used with matcher.kind: learned" in str(info.value)
+        if name == "ransac.preset":
+            assert "'default', 'fast', 'thorough'" in str(info.value)
     with pytest.raises(StartupError, match=r"tiles\.source"):
         CvglNode(context=ros_context)
     # Components that cannot start are reported at start-up, with what is missing.
@@ -393,6 +400,12 @@ def test_topics_types_and_remapping(ros_context: Any, scene: Scene) -> None:
         assert (
             "sift" in node.describe_parameter("matcher.classical.feature").additional_constraints
         )
+        # Only the selected kinds' parameters exist, and they say which kind declares them.
+        assert "depth.kind: constant_range" in node.describe_parameter("depth.range_m").description
+        assert node.has_parameter("matcher.classical.preset")
+        for absent in ("matcher.learned.checkpoint_path", "depth.camera_height_m", "gpsd_port"):
+            assert not node.has_parameter(absent), absent
+        assert not node.has_parameter("image_topic") and not node.has_parameter("ransac.seed")
     finally:
         node.destroy_node()
 

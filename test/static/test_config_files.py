@@ -70,12 +70,14 @@ def test_yaml_parses_as_ros_parameter_file(path: Path) -> None:
 
 @pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: p.name)
 def test_every_config_parameter_is_declared_with_its_type(path: Path) -> None:
-    from cvgl_ros.ros.params import PARAMETERS, check_value
+    from cvgl_ros.ros.params import PARAMETERS, check_value, declared_names
 
     values = _node_parameters(yaml.safe_load(path.read_text()))
     assert values
+    declared = set(declared_names({**values, "tiles.source": "/data/ortho.tif"}))
     for name, value in values.items():
         assert name in PARAMETERS, f"{path.name}: '{name}' is not a parameter of cvgl_node"
+        assert name in declared, f"{path.name}: '{name}' is not declared for this file's kinds"
         spec = PARAMETERS[name]
         if spec.kind == "float":
             # rcl reads '5' as an integer; the node converts, but the files should say 5.0.
@@ -98,25 +100,66 @@ def test_every_config_file_validates_into_the_component_configs(path: Path) -> N
     assert configs.node.map_frame == "map"
     if path.name == "drone_nadir.yaml":
         assert configs.matcher.kind == "classical" and configs.node.camera_mount == "nadir"
+        # The values the real-frame evaluation measured (docs/EVALUATION.md), as parameters
+        # and through the classical matcher's drone preset.
+        loc, classical = configs.localizer, configs.matcher.classical
+        assert loc.view.adaptive and loc.ransac.inlier_threshold_m == 2.0
+        assert loc.ransac.max_iterations == 2000
+        assert loc.gating.min_inliers == 8 and loc.gating.max_log10_nfa == -6.0
+        assert (loc.gating.scale_min, loc.gating.scale_max) == (0.05, 20.0)
+        cov = loc.covariance
+        assert (cov.attitude_sigma_rad, cov.min_yaw_sigma_rad) == (0.035, 0.0175)
+        assert (cov.aerial_sigma_px, cov.map_georef_sigma_m) == (0.3, 1.0)
+        assert (classical.max_ground_features, classical.max_features) == (2000, 4000)
+        assert (classical.ratio, classical.ground_max_side_px, classical.mutual) == (
+            0.8,
+            320,
+            True,
+        )
+        assert loc.lifting.max_depth_m == 2000.0 and loc.height.surface_relief_m == 10.0
     if path.name == "vehicle_forward.yaml":
         assert configs.matcher.kind == "learned" and configs.node.camera_mount == "forward"
         assert configs.depth.kind in ("ground_plane", "model")
 
 
-def test_parameter_table_is_documented_and_consistent() -> None:
-    from cvgl_ros.ros.params import PARAMETERS, check_value
+def _table_problems(specs: Any) -> list[str]:
+    """What is missing from declared parameters: a description, a numeric range, a valid
+    default, a documented NaN default, a well-formed name."""
+    from cvgl_ros.ros.errors import ParameterError
+    from cvgl_ros.ros.params import check_value
 
-    for name, spec in PARAMETERS.items():
-        assert spec.description, f"{name} has no description"
-        assert re.fullmatch(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*", name), name
-        if spec.default is not None and not (
-            spec.kind == "str" and spec.default == "" and name == "tiles.source"
-        ):
+    problems = []
+    for spec in specs:
+        name = spec.name
+        if not spec.description.strip():
+            problems.append(f"{name} has no description")
+        if not re.fullmatch(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*", name):
+            problems.append(f"{name} is not a dotted snake_case name")
+        numeric = spec.kind in ("int", "float", "int_array", "float_array")
+        if numeric and (spec.min_value is None or spec.max_value is None):
+            problems.append(f"{name} has no range")
+        if spec.kind == "str" and spec.default == "" and name == "tiles.source":
+            continue  # required: no default to check
+        try:
             check_value(spec, spec.default)
-        if spec.min_value is not None and spec.max_value is not None:
-            assert spec.min_value <= spec.max_value, name
-        if spec.kind == "float" and isinstance(spec.default, float) and math.isnan(spec.default):
-            assert "NaN" in spec.description, f"{name}: NaN default must be documented"
+        except ParameterError as exc:
+            problems.append(f"{name}: default {spec.default!r} is invalid: {exc}")
+        nan_default = isinstance(spec.default, float) and math.isnan(spec.default)
+        if nan_default and "NaN" not in spec.description:
+            problems.append(f"{name}: NaN default must be documented")
+    return problems
+
+
+def test_every_declared_parameter_has_a_range_and_a_description() -> None:
+    from cvgl_ros.ros.params import PARAMETERS, ParamSpec
+
+    assert _table_problems(PARAMETERS.values()) == []
+    # The check catches what it must: a numeric parameter without a range, an empty text.
+    bad = [
+        ParamSpec("gating.gain", "float", 1.0, "a gain"),
+        ParamSpec("gating.label", "str", "x", ""),
+    ]
+    assert _table_problems(bad) == ["gating.gain has no range", "gating.label has no description"]
 
 
 def _launch_calls(tree: ast.AST) -> list[ast.Call]:
@@ -178,11 +221,7 @@ def test_launch_file_names_an_existing_executable_and_config(path: Path) -> None
         for n in ast.walk(call)
         if isinstance(n, ast.Tuple) and len(n.elts) == 2 and isinstance(n.elts[0], ast.Constant)
     }
-    from cvgl_ros.ros.params import PARAMETERS
+    from cvgl_ros.ros.constants import INPUT_TOPICS
 
-    topic_defaults = {
-        PARAMETERS[k].default
-        for k in ("image_topic", "camera_info_topic", "fix_topic", "imu_topic")
-    }
-    # Remaps must target the node's default topic names, or they remap nothing.
-    assert {r for r in remaps if isinstance(r, str) and "/" in r} <= topic_defaults
+    # Remaps must target the node's fixed input names, or they remap nothing.
+    assert {r for r in remaps if isinstance(r, str) and "/" in r} <= set(INPUT_TOPICS)

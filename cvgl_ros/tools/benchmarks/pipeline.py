@@ -291,7 +291,6 @@ def learned_overrides(variant: str, files: dict[str, str]) -> dict[str, Any]:
         "matcher.learned.backbone_weights_path": files["dino"] if use_torch else "",
         "matcher.learned.backend": "torch" if use_torch else "auto",
         "matcher.learned.engine_dir": files["engine_dir"],
-        "matcher.learned.top_k": LEARNED_TOP_K,
         "matcher.learned.num_threads": NUM_THREADS,
         "matcher.learned.int8": int8,
         "depth.kind": "model",
@@ -303,6 +302,33 @@ def learned_overrides(variant: str, files: dict[str, str]) -> dict[str, Any]:
         "depth.model.num_threads": NUM_THREADS,
         "depth.model.int8": int8,
     }
+
+
+def learned_configs(params: Path, variant: str, files: dict[str, str]) -> Any:
+    """The node configuration of a flight's parameter file switched to the learned path.
+
+    The flight's depth setting belongs to its classical depth kind, which the model kind does
+    not declare, so it is dropped; the learned matcher samples ``LEARNED_TOP_K``
+    correspondences (an internal of its config, not a parameter).
+
+    Args:
+        params: the flight's node parameter file.
+        variant: see :func:`learned_overrides`.
+        files: see :func:`learned_overrides`.
+
+    Returns:
+        :class:`~cvgl_ros.ros.params.NodeConfigs`.
+    """
+    from dataclasses import replace
+
+    from cvgl_ros.ros.params import configs_from_params, merged_values
+
+    values = merged_values(params, learned_overrides(variant, files))
+    for name in ("depth.camera_height_m", "depth.range_m"):
+        values.pop(name, None)
+    configs = configs_from_params(values)
+    learned = replace(configs.matcher.learned, top_k=LEARNED_TOP_K)
+    return replace(configs, matcher=replace(configs.matcher, learned=learned))
 
 
 def _backend_kind(backend: Any) -> str:
@@ -326,14 +352,13 @@ def learned_replay_child(argv: list[str]) -> dict[str, Any]:
 
     from cvgl_ros.core.types import AerialPatch
     from cvgl_ros.models.factory import build_depth
-    from cvgl_ros.ros.params import configs_from_params, merged_values
     from cvgl_ros.ros.pipeline import Pipeline
     from cvgl_ros.tools.benchmarks.models import PlausibleDepth, peak_rss_mb
 
     variant, files = argv[0], json.loads(argv[1])
     bag, params, frames = Path(argv[2]), Path(argv[3]), int(argv[4])
     cv2.setNumThreads(NUM_THREADS)
-    configs = configs_from_params(merged_values(params, learned_overrides(variant, files)))
+    configs = learned_configs(params, variant, files)
     model: Any = build_depth(configs.depth)  # DepthAnythingDepth: runs, last_latency_s
     pipeline = Pipeline.from_configs(configs, depth=PlausibleDepth(model))
     matcher = pipeline.localizer.matcher

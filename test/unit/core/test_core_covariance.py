@@ -20,7 +20,7 @@ RAW = CovarianceConfig(
     min_sigma_m=0.0,
     min_position_sigma_m=0.0,
     min_yaw_sigma_rad=0.0,
-    aerial_px_sigma=0.0,
+    aerial_sigma_px=0.0,
     map_georef_sigma_m=0.0,
 )
 

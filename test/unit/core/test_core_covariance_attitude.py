@@ -37,7 +37,7 @@ TRUTH_EN_M = np.array([40.0, -25.0])
 TRUTH_YAW_RAD = 0.6
 # Only the attitude term and the residual-driven part: no map terms, tiny other floors.
 ATTITUDE_ONLY = CovarianceConfig(
-    aerial_px_sigma=0.0, map_georef_sigma_m=0.0, min_position_sigma_m=0.0, min_yaw_sigma_rad=1e-4
+    aerial_sigma_px=0.0, map_georef_sigma_m=0.0, min_position_sigma_m=0.0, min_yaw_sigma_rad=1e-4
 )
 
 

@@ -24,7 +24,7 @@ from cvgl_ros.core.types import AerialPatch, Correspondences, GnssPrior, UInt8Ar
 
 NO_FLOORS = CovarianceConfig(
     min_sigma_m=0.0,
-    aerial_px_sigma=0.0,
+    aerial_sigma_px=0.0,
     map_georef_sigma_m=0.0,
     min_position_sigma_m=0.0,
     min_yaw_sigma_rad=0.0,
@@ -47,7 +47,7 @@ def test_keypoint_floor_closed_form_for_centred_points() -> None:
     src, dst, model = _centred_fit(400, 0)
     cfg = CovarianceConfig(
         base_inflation=1.0, count_inflation=0.0, ratio_inflation=0.0, min_sigma_m=0.0,
-        aerial_px_sigma=0.2, map_georef_sigma_m=0.7, min_position_sigma_m=0.0,
+        aerial_sigma_px=0.2, map_georef_sigma_m=0.7, min_position_sigma_m=0.0,
         min_yaw_sigma_rad=0.003,
     )  # fmt: skip
     c = pose_covariance(src, dst, model, config=cfg, aerial_m_per_px=0.5)
@@ -66,7 +66,7 @@ def test_floor_does_not_shrink_with_the_inlier_count() -> None:
     assert many.raw_cov_en_yaw[0, 0] < 0.02 * few.raw_cov_en_yaw[0, 0]
     assert many.floor_cov_en_yaw is not None and few.floor_cov_en_yaw is not None
     assert many.floor_cov_en_yaw[0, 0] == pytest.approx(few.floor_cov_en_yaw[0, 0], rel=1e-9)
-    assert math.sqrt(many.cov_en_yaw[0, 0]) >= cfg.aerial_px_sigma * 0.5
+    assert math.sqrt(many.cov_en_yaw[0, 0]) >= cfg.aerial_sigma_px * 0.5
 
 
 def test_weighted_fit_keeps_the_position_floor() -> None:
@@ -78,7 +78,7 @@ def test_weighted_fit_keeps_the_position_floor() -> None:
     src -= (w[:, None] * src).sum(axis=0) / w.sum()
     model = Similarity2D(1.0, 0.2, np.zeros(2))
     dst = model.apply(src) + rng.normal(0.0, 0.2, (300, 2))
-    cfg = CovarianceConfig(aerial_px_sigma=0.3, map_georef_sigma_m=0.0, min_position_sigma_m=0.0)
+    cfg = CovarianceConfig(aerial_sigma_px=0.3, map_georef_sigma_m=0.0, min_position_sigma_m=0.0)
     c = pose_covariance(src, dst, model, w, config=cfg, aerial_m_per_px=2.0)
     assert c.floor_cov_en_yaw is not None
     np.testing.assert_allclose(np.diag(c.floor_cov_en_yaw)[:2], 0.6**2, rtol=1e-9)
@@ -96,16 +96,16 @@ def test_shared_keypoint_bias_is_covered_by_the_floor(
     n: int, layout: str, seed: int, bias_px: tuple[float, float], m_per_px: float
 ) -> None:
     """A bias shared by every aerial keypoint shifts the pose by that bias; its position NEES
-    is at most (|bias| / (aerial_px_sigma * m_per_px))^2, whatever the geometry and count."""
+    is at most (|bias| / (aerial_sigma_px * m_per_px))^2, whatever the geometry and count."""
     rng = np.random.default_rng(seed)
     p = make_problem(rng, n, 0.0, 0.01, layout=layout)  # type: ignore[arg-type]
     bias_m = np.array(bias_px) * m_per_px
-    cfg = CovarianceConfig(aerial_px_sigma=0.25, map_georef_sigma_m=0.0)
+    cfg = CovarianceConfig(aerial_sigma_px=0.25, map_georef_sigma_m=0.0)
     c = pose_covariance(
         p.source, p.target, p.truth, config=cfg, aerial_m_per_px=m_per_px
     ).cov_en_yaw
     pos = c[:2, :2]
-    bound = float(bias_m @ bias_m) / (cfg.aerial_px_sigma * m_per_px) ** 2
+    bound = float(bias_m @ bias_m) / (cfg.aerial_sigma_px * m_per_px) ** 2
     assert float(bias_m @ np.linalg.solve(pos, bias_m)) <= bound * (1 + 1e-9) + 1e-12
 
 
@@ -118,7 +118,7 @@ def test_common_mode_bias_is_overconfident_without_the_floor() -> None:
     target = p.target + bias
     err = np.array([*bias, 0.0])
     without = pose_covariance(p.source, target, p.truth, config=NO_FLOORS)
-    cfg = CovarianceConfig(aerial_px_sigma=0.3, map_georef_sigma_m=0.0)
+    cfg = CovarianceConfig(aerial_sigma_px=0.3, map_georef_sigma_m=0.0)
     with_floor = pose_covariance(p.source, target, p.truth, config=cfg, aerial_m_per_px=0.5)
     assert nees(err, without.cov_en_yaw) > 100.0
     assert nees(err, with_floor.cov_en_yaw) < CHI2_3DOF_95
@@ -143,14 +143,14 @@ def test_default_config_is_honest_for_real_maps() -> None:
     cfg = CovarianceConfig()
     # A real orthophoto is good to about a metre: never claim better by default.
     assert cfg.map_georef_sigma_m >= 0.5
-    assert cfg.aerial_px_sigma > 0.0 and cfg.min_yaw_sigma_rad > 0.0
+    assert cfg.aerial_sigma_px > 0.0 and cfg.min_yaw_sigma_rad > 0.0
     src, dst, model = _centred_fit(2000, 4, noise_m=0.05)
     c = pose_covariance(src, dst, model, config=cfg, aerial_m_per_px=0.5)
     assert math.sqrt(c.cov_en_yaw[0, 0]) >= cfg.map_georef_sigma_m
 
 
 @pytest.mark.parametrize(
-    "field_name", ["aerial_px_sigma", "map_georef_sigma_m", "min_yaw_sigma_rad"]
+    "field_name", ["aerial_sigma_px", "map_georef_sigma_m", "min_yaw_sigma_rad"]
 )
 @pytest.mark.parametrize("value", [-0.1, math.nan, math.inf])
 def test_floor_fields_are_validated(field_name: str, value: float) -> None:
@@ -160,9 +160,9 @@ def test_floor_fields_are_validated(field_name: str, value: float) -> None:
 
 def test_config_round_trip_with_floors() -> None:
     cfg = LocalizerConfig.from_dict(
-        {"covariance": {"aerial_px_sigma": 0.25, "map_georef_sigma_m": 1.5}}
+        {"covariance": {"aerial_sigma_px": 0.25, "map_georef_sigma_m": 1.5}}
     )
-    assert cfg.covariance.aerial_px_sigma == 0.25
+    assert cfg.covariance.aerial_sigma_px == 0.25
     assert LocalizerConfig.from_dict(cfg.to_dict()) == cfg
 
 
@@ -223,7 +223,7 @@ def test_localizer_applies_the_patch_resolution(m_per_px: float) -> None:
     truth = np.array([30.0, -20.0])
     cfg = LocalizerConfig(
         covariance=CovarianceConfig(
-            aerial_px_sigma=0.2, map_georef_sigma_m=0.0, attitude_sigma_rad=0.0
+            aerial_sigma_px=0.2, map_georef_sigma_m=0.0, attitude_sigma_rad=0.0
         )
     )
     loc = Localizer(cfg, _NadirMatcher(truth, 60.0), ConstantRangeDepth(1.0), _Patches(m_per_px))

@@ -35,7 +35,7 @@ GOOD = {
 def test_good_pose_passes() -> None:
     g = gate_pose(**GOOD)  # type: ignore[arg-type]
     assert g.ok and g.reasons == ()
-    assert g.prior_distance_sigma == pytest.approx(math.sqrt(2.0 / 9.25))
+    assert g.prior_distance_n_sigma == pytest.approx(math.sqrt(2.0 / 9.25))
 
 
 @pytest.mark.parametrize(
@@ -108,7 +108,7 @@ def test_solver_gates_on_real_fits() -> None:
         (GatingConfig, {"min_inliers": 1}, "min_inliers"),
         (GatingConfig, {"scale_min": 2.0, "scale_max": 1.0}, "scale_min"),
         (GatingConfig, {"min_inlier_ratio": 1.5}, "min_inlier_ratio"),
-        (GatingConfig, {"prior_gate_sigma": 0.0}, "prior_gate_sigma"),
+        (GatingConfig, {"prior_gate_n_sigma": 0.0}, "prior_gate_n_sigma"),
     ],
 )
 def test_config_validation_names_the_field(

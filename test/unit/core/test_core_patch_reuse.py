@@ -221,7 +221,7 @@ def test_pose_is_the_same_with_and_without_reuse(
         ({"max_offset_fraction": 1.0}, "max_offset_fraction"),
         ({"max_offset_fraction": -0.1}, "max_offset_fraction"),
         ({"max_offset_fraction": math.nan}, "max_offset_fraction"),
-        ({"coverage_sigma": -1.0}, "coverage_sigma"),
+        ({"coverage_n_sigma": -1.0}, "coverage_n_sigma"),
         ({"max_age_s": 0.0}, "max_age_s"),
     ],
 )

@@ -142,7 +142,7 @@ def test_kernel_agrees_with_numpy_under_priors(
         kw.update(
             position_en_m=p.truth.translation_m + position_offset_m,
             position_cov_m2=cov,
-            position_gate_sigma=3.0,
+            position_gate_n_sigma=3.0,
         )
     priors = HypothesisPriors(**kw)
     cfg = RansacConfig(seed=seed % 1000, max_iterations=300)
@@ -320,7 +320,7 @@ def test_parameter_vectors_follow_the_kernel_layout() -> None:
         yaw_tolerance_rad=0.2,
         position_en_m=np.array([10.0, -5.0]),
         position_cov_m2=cov,
-        position_gate_sigma=4.0,
+        position_gate_n_sigma=4.0,
     )
     cfg = RansacConfig(
         inlier_threshold_m=2.0,

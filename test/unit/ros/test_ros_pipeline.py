@@ -8,6 +8,7 @@ namespaces, never rclpy messages.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -85,9 +86,14 @@ class FakeLocalizer:
         )
 
 
-def _pipeline(localizer: Any = None, **params: Any) -> tuple[Pipeline, FakeLocalizer]:
+def _pipeline(
+    localizer: Any = None, node: dict[str, Any] | None = None, **params: Any
+) -> tuple[Pipeline, FakeLocalizer]:
+    """A pipeline around ``localizer`` from parameters (and internal node settings)."""
     loc = localizer or FakeLocalizer()
     configs = configs_from_params({"tiles.source": "/x.tif", **params})
+    if node:
+        configs = dataclasses.replace(configs, node=dataclasses.replace(configs.node, **node))
     return Pipeline(configs, loc), loc
 
 
@@ -171,7 +177,7 @@ class TestPipelineRouting:
         assert not loc.calls
 
     def test_compressed_image_and_resized_stream(self) -> None:
-        p, loc = _pipeline(camera_info_allow_resize=True)
+        p, loc = _pipeline(node={"camera_info_allow_resize": True})
         p.on_camera_info(_info(64, 48))
         p.on_fix(_fix(5.0))
         _, buf = cv2.imencode(".jpg", np.full((24, 32, 3), 90, np.uint8))

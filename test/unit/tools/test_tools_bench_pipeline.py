@@ -44,6 +44,17 @@ def test_learned_overrides_are_valid_node_parameters(variant: str) -> None:
     assert learned.int8 is model.int8 is variant.endswith("-int8")
 
 
+def test_learned_configs_switch_a_classical_flight_file(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "cvgl_node:\n  ros__parameters:\n    tiles: {source: /x.tif}\n"
+        "    matcher: {kind: classical}\n    depth: {kind: ground_plane, camera_height_m: 60.0}\n"
+    )
+    configs = bench.learned_configs(params, "onnxruntime", FILES)
+    assert configs.matcher.kind == "learned" and configs.depth.kind == "model"
+    assert configs.matcher.learned.top_k == bench.LEARNED_TOP_K  # an internal, not a parameter
+
+
 def test_learned_overrides_reject_unknown_variant() -> None:
     with pytest.raises(ValueError, match="variant"):
         bench.learned_overrides("tensorrt", FILES)
