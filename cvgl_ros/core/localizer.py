@@ -378,9 +378,7 @@ class Localizer:
         half_m = 0.5 * min(patch.size_px) * patch.m_per_px
         if math.hypot(d_e, d_n) > reuse.max_offset_fraction * half_m:
             return None
-        cov = 0.5 * (prior.cov_en_m2 + prior.cov_en_m2.T)
-        sigma_m = math.sqrt(max(float(np.linalg.eigvalsh(cov)[-1]), 0.0))
-        if max(abs(d_e), abs(d_n)) + reuse.coverage_n_sigma * sigma_m > half_m:
+        if max(abs(d_e), abs(d_n)) + reuse.coverage_n_sigma * prior.largest_sigma_m > half_m:
             return None
         return patch, enu
 
@@ -470,14 +468,12 @@ class Localizer:
             native = float(self.patches.native_m_per_px_at(prior.lat_deg, prior.lon_deg))
         except NoImageryError as exc:
             raise _StageError(PoseStatus.NO_IMAGERY, f"no imagery: {exc}") from exc
-        cov = 0.5 * (prior.cov_en_m2 + prior.cov_en_m2.T)
-        sigma_m = math.sqrt(max(float(np.linalg.eigvalsh(cov)[-1]), 0.0))
         return plan_view(
             camera,
             r_gc,
             height_m,
             native,
-            sigma_m,
+            prior.largest_sigma_m,
             self.config.view,
             yaw_prior_rad=yaw_prior,
             yaw_prior_sigma_rad=DEFAULT_YAW_PRIOR_SIGMA_RAD if yaw_sigma is None else yaw_sigma,

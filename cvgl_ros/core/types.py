@@ -78,6 +78,12 @@ class GnssPrior:
         ):
             raise ValueError(f"alt_var_m2 must be positive or None, got {self.alt_var_m2}")
 
+    @property
+    def largest_sigma_m(self) -> float:
+        """Horizontal standard deviation along the covariance's major axis, metres."""
+        cov = 0.5 * (self.cov_en_m2 + self.cov_en_m2.T)
+        return math.sqrt(max(float(np.linalg.eigvalsh(cov)[-1]), 0.0))
+
 
 @dataclass(frozen=True)
 class Correspondences:

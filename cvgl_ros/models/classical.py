@@ -252,21 +252,16 @@ class ClassicalMatcher:
             return cv2.AKAZE_create()  # type: ignore[attr-defined,no-any-return]
         return cv2.ORB_create(nfeatures=max_features)  # type: ignore[attr-defined,no-any-return]
 
-    def _preprocess(self, image: np.ndarray, max_side_px: int) -> tuple[np.ndarray, float]:
-        """Grayscale, optional downscale and CLAHE; returns the image and its scale factor."""
+    def _preprocess(self, image: np.ndarray, scale: float) -> np.ndarray:
+        """Grayscale, resized (area interpolation) to ``round(W * scale) x round(H * scale)``
+        (the sizes :func:`~cvgl_ros.core.view.view_from_image` uses), and CLAHE."""
         gray = _to_gray(image)
-        scale = 1.0
-        longest = max(gray.shape)
-        if max_side_px and longest > max_side_px:
-            scale = max_side_px / longest
-            size = (
-                max(1, round(gray.shape[1] * scale)),
-                max(1, round(gray.shape[0] * scale)),
-            )
+        size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+        if size != (gray.shape[1], gray.shape[0]):
             gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         if self._clahe is not None:
             gray = self._clahe.apply(gray)
-        return gray, scale
+        return gray
 
     def describe(
         self,
@@ -292,7 +287,9 @@ class ClassicalMatcher:
         max_side = cfg.max_side_px if aerial else cfg.ground_side_px
         budget = cfg.aerial_features if aerial else cfg.ground_features
         detector = self._aerial_detector if aerial else self._ground_detector
-        gray, scale = self._preprocess(image, max_side)
+        longest = max(image.shape[:2])
+        scale = max_side / longest if max_side and longest > max_side else 1.0
+        gray = self._preprocess(image, scale)
         mask: np.ndarray | None = None
         if valid_mask is not None:
             mask = np.asarray(valid_mask, dtype=bool).astype(np.uint8) * 255
@@ -490,13 +487,9 @@ class ClassicalMatcher:
         if ground_image.dtype != np.uint8 or ground_image.size == 0:
             raise ValueError(f"ground_image must be a non-empty uint8 image, got {ground_image}")
         cfg = self.config
-        gray = _to_gray(ground_image)
-        h, w = gray.shape
-        resize, _, resized = view_from_image(w, h, replace(view, rotation_rad=0.0))
-        if resized != (w, h):
-            gray = cv2.resize(gray, resized, interpolation=cv2.INTER_AREA)
-        if self._clahe is not None:
-            gray = self._clahe.apply(gray)
+        h, w = ground_image.shape[:2]
+        resize, _, _ = view_from_image(w, h, replace(view, rotation_rad=0.0))
+        gray = self._preprocess(ground_image, view.scale)
         upright = view.upright and cfg.feature != "akaze"
         ground = self._detect(
             gray,

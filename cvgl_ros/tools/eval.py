@@ -470,7 +470,8 @@ def evaluate(poses: PoseTable, truth: TruthTable, prior: PriorTable | None = Non
 # --------------------------------------------------------------------------- output
 
 
-def _fmt(v: float, digits: int = 2) -> str:
+def format_metric(v: float, digits: int = 2) -> str:
+    """A metric for a table: ``digits`` decimals, ``-`` when it is not finite (no output)."""
     return "-" if not math.isfinite(v) else f"{v:.{digits}f}"
 
 
@@ -483,7 +484,13 @@ def metrics_table(result: EvalResult) -> str:
         def conv(x: float) -> float:
             return 100.0 * x if pct else x
 
-        rows.append((label, _fmt(conv(fe), digits), "-" if fp is None else _fmt(conv(fp), digits)))
+        rows.append(
+            (
+                label,
+                format_metric(conv(fe), digits),
+                "-" if fp is None else format_metric(conv(fp), digits),
+            )
+        )
 
     rows.append(
         ("localised (ok / frames)", f"{e.ok} / {e.frames}", f"{p.ok} / {p.frames}" if p else "-")

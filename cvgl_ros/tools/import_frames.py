@@ -85,7 +85,7 @@ class FrameImportError(ValueError):
 
 
 @dataclass(frozen=True)
-class FrameRecord:
+class FrameTruth:
     """One frame to import.
 
     Attributes:
@@ -194,7 +194,7 @@ def _projected_crs(columns: list[str], crs: str | None) -> tuple[str, str, str] 
     return None
 
 
-def read_truth_csv(path: Path, frames_dir: Path, crs: str | None = None) -> list[FrameRecord]:
+def read_truth_csv(path: Path, frames_dir: Path, crs: str | None = None) -> list[FrameTruth]:
     """Read the truth CSV (see the module docstring) into frame records, EXIF not yet read.
 
     Raises:
@@ -227,7 +227,7 @@ def read_truth_csv(path: Path, frames_dir: Path, crs: str | None = None) -> list
             to_lonlat = Transformer.from_crs(projected[0], "EPSG:4326", always_xy=True)
         except Exception as exc:  # pyproj raises CRSError for unknown codes
             raise FrameImportError(f"unknown CRS {projected[0]!r}: {exc}") from exc
-    records: list[FrameRecord] = []
+    records: list[FrameTruth] = []
     for i, row in enumerate(rows):
         where = f"{path}: row {i + 2}"
         name = (row.get(name_col) or "").strip()
@@ -252,7 +252,7 @@ def read_truth_csv(path: Path, frames_dir: Path, crs: str | None = None) -> list
         except (FrameImportError, ValueError) as exc:
             raise FrameImportError(f"{where}: {exc}") from exc
         records.append(
-            FrameRecord(
+            FrameTruth(
                 path=image_path,
                 lat_deg=float(lat),
                 lon_deg=float(lon),
@@ -434,7 +434,7 @@ def _pillow_exif(path: Path) -> dict[str, float]:
 
 
 def _camera_for(
-    record: FrameRecord, width: int, height: int, focal_px: float | None, focal_ratio: float
+    record: FrameTruth, width: int, height: int, focal_px: float | None, focal_ratio: float
 ) -> PinholeCamera:
     cx0, cy0 = (width - 1) / 2.0, (height - 1) / 2.0
     if record.intrinsics is not None:
@@ -614,7 +614,7 @@ def import_frames(
 
 
 def _stamps(
-    records: list[FrameRecord], exifs: list[dict[str, float]], rate_hz: float
+    records: list[FrameTruth], exifs: list[dict[str, float]], rate_hz: float
 ) -> np.ndarray:
     """Capture time of each frame: the CSV's, else EXIF's, else ``EPOCH_S + i / rate_hz``."""
     out = np.empty(len(records))

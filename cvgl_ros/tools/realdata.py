@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from cvgl_ros.tools.eval import FrameErrors, Metrics, run_eval, summarize
+from cvgl_ros.tools.eval import FrameErrors, Metrics, format_metric, run_eval, summarize
 
 LOGGER = logging.getLogger(__name__)
 
@@ -242,14 +242,11 @@ def report_table(report: RealFramesReport) -> str:
             )
             lines.append(
                 f"| {c.orthophoto} | {heading} | {label} | {m.ok} / {m.frames} | "
-                f"{_fmt(m.error_median_m)} | {_fmt(m.error_p95_m)} | {_fmt(paired)} ({n}) | "
-                f"{_fmt(m.yaw_error_median_deg)} | {fc} | {nees} |"
+                f"{format_metric(m.error_median_m)} | {format_metric(m.error_p95_m)} | "
+                f"{format_metric(paired)} ({n}) | "
+                f"{format_metric(m.yaw_error_median_deg)} | {fc} | {nees} |"
             )
     return "\n".join(lines)
-
-
-def _fmt(v: float) -> str:
-    return "-" if not np.isfinite(v) else f"{v:.2f}"
 
 
 def report_dict(report: RealFramesReport) -> dict[str, Any]:
