@@ -77,11 +77,6 @@ class MatchView:
         if not math.isfinite(self.rotation_rad):
             raise InvalidInputError(f"MatchView.rotation_rad must be finite: {self.rotation_rad}")
 
-    @property
-    def identity(self) -> bool:
-        """True when the view is the camera image itself."""
-        return self.scale == 1.0 and self.rotation_rad == 0.0
-
 
 @dataclass(frozen=True)
 class ViewPlan:

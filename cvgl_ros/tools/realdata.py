@@ -17,7 +17,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -247,28 +246,3 @@ def report_table(report: RealFramesReport) -> str:
                 f"{format_metric(m.yaw_error_median_deg)} | {fc} | {nees} |"
             )
     return "\n".join(lines)
-
-
-def report_dict(report: RealFramesReport) -> dict[str, Any]:
-    """JSON-ready form of the report (counts and metrics)."""
-    from dataclasses import asdict
-
-    out: dict[str, Any] = {
-        "dataset": report.dataset,
-        "seeds": list(report.seeds),
-        "config": report.config,
-        "overrides": list(report.overrides),
-        "conditions": [],
-    }
-    for c in report.conditions:
-        po, pp, n = c.paired_median_m
-        out["conditions"].append(
-            {
-                "orthophoto": c.orthophoto,
-                "heading_sigma_deg": c.heading_sigma_deg,
-                "cvgl_ros": asdict(c.ours.metrics),
-                "opencv_peer": asdict(c.peer.metrics),
-                "paired": {"cvgl_ros_median_m": po, "peer_median_m": pp, "frames": n},
-            }
-        )
-    return out
